@@ -1,0 +1,34 @@
+"""Command-line entry point `runner`: wires the command modules and maps errors to exit codes.
+
+A handled failure prints one sentence and exits 1; anything else exits 2. `--debug` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from runner.cli.app import app, err_console
+from runner.errors import TradebaseError
+from runner.redact import redact
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    debug = "--debug" in sys.argv[1:]
+    try:
+        app()
+    except TradebaseError as exc:
+        if debug:
+            raise
+        err_console.print(f"[bold red]Error:[/] {redact(str(exc))}", highlight=False)
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # a crash: still one line unless --debug
+        if debug:
+            raise
+        err_console.print(
+            f"[bold red]Unexpected error ({type(exc).__name__}):[/] {redact(str(exc))}\n"
+            "Run again with --debug for the traceback.",
+            highlight=False,
+        )
+        sys.exit(2)

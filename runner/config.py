@@ -1,0 +1,126 @@
+"""Configuration, loaded once from the environment (prefix TRADEBASE_, plus DATABASE_URL) and CLI flags.
+
+Nothing else in the package reads environment variables; commands receive a `Settings` and pass it down.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+from urllib.parse import unquote, urlsplit
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from runner.errors import ConfigError
+
+Dialect = Literal["duckdb", "postgres"]
+
+
+def find_project_dir(start: Path | None = None) -> Path:
+    """The nearest directory holding dbt_project.yml, from `start` (default: cwd) up, else the package's."""
+    here = (start or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / "dbt_project.yml").is_file():
+            return candidate
+    packaged = Path(__file__).resolve().parent.parent
+    if (packaged / "dbt_project.yml").is_file():
+        return packaged
+    raise ConfigError(
+        "No dbt_project.yml found here or above; run the runner from the tradebase project "
+        "or set TRADEBASE_PROJECT_DIR."
+    )
+
+
+class Settings(BaseSettings):
+    """Every knob of the engine. Environment: TRADEBASE_<FIELD>; the warehouse URL: DATABASE_URL."""
+
+    model_config = SettingsConfigDict(env_prefix="TRADEBASE_", extra="ignore", populate_by_name=True)
+
+    database_url: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_URL", "TRADEBASE_DATABASE_URL"),
+        description="postgresql://user:pass@host:port/db; unset means the embedded DuckDB file.",
+    )
+    duckdb_path: Path = Field(default=Path("tradebase.duckdb"), description="DuckDB file.")
+    schema_name: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TRADEBASE_SCHEMA"),
+        description="Schema for every table and model (default: main on DuckDB, public on PostgreSQL).",
+    )
+    project_dir: Path | None = Field(default=None, description="The dbt project (dbt_project.yml).")
+    lock_timeout_seconds: float = Field(
+        default=30.0, description="How long to wait for another runner holding the DuckDB file."
+    )
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _empty_url_is_none(cls, value: object) -> object:
+        return None if value in ("", None) else value
+
+    @field_validator("schema_name")
+    @classmethod
+    def _plain_identifier(cls, value: str | None) -> str | None:
+        if value is not None and not value.replace("_", "").isalnum():
+            raise ValueError("TRADEBASE_SCHEMA must be letters, digits and underscores")
+        return value
+
+    @property
+    def dialect(self) -> Dialect:
+        return "postgres" if self.database_url is not None else "duckdb"
+
+    @property
+    def schema(self) -> str:
+        if self.schema_name:
+            return self.schema_name
+        return "public" if self.dialect == "postgres" else "main"
+
+    @cached_property
+    def project(self) -> Path:
+        return (self.project_dir or find_project_dir()).resolve()
+
+    @property
+    def duckdb_file(self) -> Path:
+        return self.duckdb_path.expanduser().resolve()
+
+    @cached_property
+    def postgres(self) -> PostgresParams:
+        if self.database_url is None:
+            raise ConfigError("DATABASE_URL is not set; the warehouse is DuckDB.")
+        return PostgresParams.from_url(self.database_url.get_secret_value())
+
+    def secrets(self) -> tuple[str, ...]:
+        """Literal secret values to mask wherever text leaves the process."""
+        if self.database_url is None:
+            return ()
+        return tuple(s for s in (self.postgres.password, self.database_url.get_secret_value()) if s)
+
+
+class PostgresParams:
+    """The parts of a postgresql:// URL, with the password kept out of repr()."""
+
+    def __init__(self, host: str, port: int, user: str, password: str, dbname: str) -> None:
+        self.host, self.port, self.user, self.password, self.dbname = host, port, user, password, dbname
+
+    def __repr__(self) -> str:
+        return f"PostgresParams(host={self.host!r}, port={self.port}, user={self.user!r}, dbname={self.dbname!r})"
+
+    @classmethod
+    def from_url(cls, url: str) -> PostgresParams:
+        parts = urlsplit(url)
+        if parts.scheme.split("+")[0] not in ("postgresql", "postgres") or not parts.path.strip("/"):
+            raise ConfigError(
+                "DATABASE_URL must look like postgresql://user:password@host:5432/dbname."
+            )
+        try:
+            port = parts.port or 5432
+        except ValueError as exc:
+            raise ConfigError("DATABASE_URL has a port that is not a number.") from exc
+        return cls(
+            host=parts.hostname or "localhost",
+            port=port,
+            user=unquote(parts.username or "postgres"),
+            password=unquote(parts.password or ""),
+            dbname=unquote(parts.path.strip("/")),
+        )
