@@ -36,7 +36,7 @@ def _global(
         Path | None,
         typer.Option(
             "--duckdb-path",
-            help="DuckDB file to use when DATABASE_URL is unset [default: ./tradebase.duckdb].",
+            help="DuckDB file to use when DATABASE_URL is unset (default ./tradebase.duckdb).",
             envvar="TRADEBASE_DUCKDB_PATH",
         ),
     ] = None,
