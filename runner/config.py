@@ -5,6 +5,7 @@ Nothing else in the package reads environment variables; commands receive a `Set
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -36,7 +37,9 @@ def find_project_dir(start: Path | None = None) -> Path:
 class Settings(BaseSettings):
     """Every knob of the engine. Environment: TRADEBASE_<FIELD>; the warehouse URL: DATABASE_URL."""
 
-    model_config = SettingsConfigDict(env_prefix="TRADEBASE_", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(
+        env_prefix="TRADEBASE_", extra="ignore", populate_by_name=True
+    )
 
     database_url: SecretStr | None = Field(
         default=None,
@@ -71,7 +74,7 @@ class Settings(BaseSettings):
         return "postgres" if self.database_url is not None else "duckdb"
 
     @property
-    def schema(self) -> str:
+    def schema(self) -> str:  # type: ignore[override]  # shadows pydantic's deprecated schema()
         if self.schema_name:
             return self.schema_name
         return "public" if self.dialect == "postgres" else "main"
@@ -97,19 +100,21 @@ class Settings(BaseSettings):
         return tuple(s for s in (self.postgres.password, self.database_url.get_secret_value()) if s)
 
 
+@dataclass(frozen=True)
 class PostgresParams:
-    """The parts of a postgresql:// URL, with the password kept out of repr()."""
+    """The parts of a postgresql:// URL; the password is kept out of repr()."""
 
-    def __init__(self, host: str, port: int, user: str, password: str, dbname: str) -> None:
-        self.host, self.port, self.user, self.password, self.dbname = host, port, user, password, dbname
-
-    def __repr__(self) -> str:
-        return f"PostgresParams(host={self.host!r}, port={self.port}, user={self.user!r}, dbname={self.dbname!r})"
+    host: str
+    port: int
+    user: str
+    password: str = field(repr=False)
+    dbname: str = ""
 
     @classmethod
     def from_url(cls, url: str) -> PostgresParams:
         parts = urlsplit(url)
-        if parts.scheme.split("+")[0] not in ("postgresql", "postgres") or not parts.path.strip("/"):
+        scheme = parts.scheme.split("+")[0]
+        if scheme not in ("postgresql", "postgres") or not parts.path.strip("/"):
             raise ConfigError(
                 "DATABASE_URL must look like postgresql://user:password@host:5432/dbname."
             )

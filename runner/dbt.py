@@ -74,10 +74,14 @@ def run_dbt(
     project = str(settings.project)
     args = [
         *command.split(),
-        "--project-dir", project,
-        "--profiles-dir", project,
-        "--target-path", str(settings.project / "target"),
-        "--log-path", str(settings.project / "logs"),
+        "--project-dir",
+        project,
+        "--profiles-dir",
+        project,
+        "--target-path",
+        str(settings.project / "target"),
+        "--log-path",
+        str(settings.project / "logs"),
     ]
     if dbt_vars:
         args += ["--vars", json.dumps(dict(dbt_vars))]

@@ -5,9 +5,13 @@ from __future__ import annotations
 import re
 
 # user:password@ in any URL, and the token part of a Discord webhook URL.
-_URL_PASSWORD = re.compile(r"(?P<prefix>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<secret>[^@\s]+)(?=@)", re.I)
+_URL_PASSWORD = re.compile(
+    r"(?P<prefix>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<secret>[^@\s]+)(?=@)", re.I
+)
 _WEBHOOK_TOKEN = re.compile(r"(?P<prefix>/api/webhooks/\d+/)(?P<secret>[A-Za-z0-9._-]+)")
-_PASSWORD_KV = re.compile(r"(?P<prefix>\bpassword\s*[=:]\s*)(?P<secret>'[^']*'|\"[^\"]*\"|\S+)", re.I)
+_PASSWORD_KV = re.compile(
+    r"(?P<prefix>\bpassword\s*[=:]\s*)(?P<secret>'[^']*'|\"[^\"]*\"|\S+)", re.I
+)
 
 MASK = "***"
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 
+from runner.cli import analyze as _analyze  # noqa: F401  (registers the command)
 from runner.cli.app import app, err_console
 from runner.errors import TradebaseError
 from runner.redact import redact

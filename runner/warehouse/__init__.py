@@ -61,7 +61,8 @@ class Warehouse:
         return rows[0] if rows else None
 
     def fetch_df(self, sql: str, params: Params = None) -> pd.DataFrame:
-        return self.fetch_arrow(sql, params).to_pandas()
+        frame: pd.DataFrame = self.fetch_arrow(sql, params).to_pandas()
+        return frame
 
     def table_exists(self, name: str) -> bool:
         row = self.fetchone(
@@ -177,28 +178,31 @@ class PostgresWarehouse(Warehouse):
         self._con.execute(f'set search_path to "{self.schema}"')
 
     def execute(self, sql: str, params: Params = None) -> None:
-        self._con.execute(sql.encode(), params)  # type: ignore[arg-type]
+        self._con.execute(sql.encode(), params)
 
     def fetchall(self, sql: str, params: Params = None) -> list[tuple[Any, ...]]:
-        return self._con.execute(sql.encode(), params).fetchall()  # type: ignore[arg-type]
+        return self._con.execute(sql.encode(), params).fetchall()
 
     def fetch_arrow(self, sql: str, params: Params = None) -> pa.Table:
         import pyarrow as pa
 
-        cur = self._con.execute(sql.encode(), params)  # type: ignore[arg-type]
+        cur = self._con.execute(sql.encode(), params)
         names = [d.name for d in cur.description or ()]
         rows = cur.fetchall()
         return pa.table({n: [r[i] for r in rows] for i, n in enumerate(names)})
 
     def load_arrow(self, table: str, data: pa.Table) -> None:
-        import pyarrow.csv as pacsv
         import io
 
+        import pyarrow.csv as pacsv
+
         buf = io.BytesIO()
-        pacsv.write_csv(data, buf, pacsv.WriteOptions(include_header=False, quoting_style="all_valid"))
+        pacsv.write_csv(
+            data, buf, pacsv.WriteOptions(include_header=False, quoting_style="all_valid")
+        )
         cols = ", ".join(f'"{c}"' for c in data.column_names)
         with self._con.cursor().copy(
-            f'copy "{table}" ({cols}) from stdin (format csv, null \'\')'.encode()
+            f"copy \"{table}\" ({cols}) from stdin (format csv, null '')".encode()
         ) as copy:
             copy.write(buf.getvalue())
 

@@ -117,7 +117,9 @@ def migrate(wh: Warehouse) -> list[int]:
         if wh.dialect == "postgres":
             # Serialise concurrent runners on this schema; released at commit. (DuckDB needs no
             # lock: only one process can open the file for writing.)
-            wh.execute("select pg_advisory_xact_lock(hashtext(%(key)s))", {"key": f"tb:{wh.schema}"})
+            wh.execute(
+                "select pg_advisory_xact_lock(hashtext(%(key)s))", {"key": f"tb:{wh.schema}"}
+            )
         wh.execute(
             "create table if not exists schema_migrations ("
             " version integer primary key, description text not null,"

@@ -1,0 +1,48 @@
+# Two entry points for a fresh clone: `make demo` and `make test`. Everything runs from .venv.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+export DBT_SEND_ANONYMOUS_USAGE_STATS := false
+export DO_NOT_TRACK := 1
+
+.PHONY: install install-dev demo test lint typecheck sqllint workflows pytest clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+demo: install
+	$(BIN)/runner demo
+
+lint: install-dev
+	$(BIN)/ruff check runner tests benchmarks scripts
+	$(BIN)/ruff format --check runner tests benchmarks scripts
+
+typecheck: install-dev
+	$(BIN)/mypy
+
+sqllint: install-dev
+	$(BIN)/sqlfluff lint models macros tests/dbt
+
+workflows: install-dev
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(BIN)/zizmor --offline .github/workflows
+
+pytest: install-dev
+	$(BIN)/pytest -n 2
+
+test: lint typecheck sqllint workflows pytest
+
+clean:
+	rm -rf $(VENV) target logs *.duckdb
