@@ -8,6 +8,8 @@ from __future__ import annotations
 import sys
 
 from runner.cli import analyze as _analyze  # noqa: F401  (registers the command)
+from runner.cli import demo as _demo  # noqa: F401  (registers the command)
+from runner.cli import ingest as _ingest  # noqa: F401  (registers the command)
 from runner.cli.app import app, err_console
 from runner.errors import TradebaseError
 from runner.redact import redact
@@ -22,7 +24,9 @@ def main() -> None:
     except TradebaseError as exc:
         if debug:
             raise
-        err_console.print(f"[bold red]Error:[/] {redact(str(exc))}", highlight=False)
+        err_console.print(
+            f"[bold red]Error:[/] {redact(str(exc))}", highlight=False, soft_wrap=True
+        )
         sys.exit(exc.exit_code)
     except Exception as exc:  # a crash: still one line unless --debug
         if debug:

@@ -81,6 +81,8 @@ MIGRATIONS: tuple[Migration, ...] = (
                 kind text not null,
                 source_file text not null,
                 file_sha256 text not null,
+                file_format text not null,
+                ignored_columns text,
                 rows_in_file bigint not null,
                 rows_inserted bigint not null,
                 rows_updated bigint not null,
@@ -92,6 +94,8 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
             """
             create table if not exists ingest_rejects (
+                -- reason is a code (malformed_row, conflict, ...), message says it in words;
+                -- the key lets a re-ingest of the same file add no duplicate rows.
                 ingest_id text not null,
                 kind text not null,
                 source_file text not null,
@@ -99,6 +103,7 @@ MIGRATIONS: tuple[Migration, ...] = (
                 row_number bigint not null,
                 raw_row text,
                 reason text not null,
+                message text not null,
                 rejected_at timestamp not null,
                 primary key (kind, file_sha256, row_number, reason)
             )
