@@ -104,6 +104,7 @@ class DuckDBWarehouse(Warehouse):
         self._con.execute(f'create schema if not exists "{self.schema}"')
         self._con.execute(f"set schema = '{self.schema}'")
         self._con.execute("set TimeZone = 'UTC'")
+        self._con.execute("set enable_progress_bar = false")
 
     @staticmethod
     def _sql(sql: str) -> str:
