@@ -71,7 +71,11 @@ def _trade_metrics(t: pd.DataFrame) -> pd.DataFrame:
 
 
 def pandas_metrics(
-    trades: pd.DataFrame, capital: pd.Series, ann: pd.Series, as_of: pd.Timestamp, windows: list[int]
+    trades: pd.DataFrame,
+    capital: pd.Series,
+    ann: pd.Series,
+    as_of: pd.Timestamp,
+    windows: list[int],
 ) -> pd.DataFrame:
     """Vectorised over components: one frame per window, concatenated."""
     r_all = daily_returns(trades, capital, as_of)
@@ -117,7 +121,11 @@ def pandas_metrics(
 
 
 def empyrical_metrics(
-    trades: pd.DataFrame, capital: pd.Series, ann: pd.Series, as_of: pd.Timestamp, windows: list[int]
+    trades: pd.DataFrame,
+    capital: pd.Series,
+    ann: pd.Series,
+    as_of: pd.Timestamp,
+    windows: list[int],
 ) -> pd.DataFrame:
     """empyrical-reloaded called per component and window (how most users compute these)."""
     import empyrical as ep

@@ -1,7 +1,7 @@
 """Regenerate the bundled sample data in runner/sample_data/ (deterministic; run from the repo root).
 
 Prices are real: S&P 500 and NASDAQ Composite daily bars 1999-2018 from the `arch` package.
-Trade outcomes are those real open-to-close moves; only the direction calls are generated, from
+Each component day-trades both indices; trade outcomes are those real open-to-close moves; only the direction calls are generated, from
 a fixed seed, with a hit rate per component. `trend_spx` loses its edge in the last four weeks
 (the hit rate drops from 57% to 35%), which the analysis must show. Usage:
 
@@ -52,7 +52,10 @@ def trades_of(
     notional = quantity * days["open"].to_numpy()
     return pd.DataFrame(
         {
-            "trade_id": [f"{component}-{d:%Y%m%d}" for d in days.index],
+            "trade_id": [
+                f"{component}-{s}-{d:%Y%m%d}"
+                for s, d in zip(days["symbol"], days.index, strict=True)
+            ],
             "component_id": component,
             "symbol": days["symbol"].to_numpy(),
             "side": np.where(direction > 0, "long", "short"),
@@ -93,13 +96,18 @@ def main() -> None:
     rng = np.random.default_rng(20181231)
     spx, ndx = bars_of(sp500.load(), "SPX"), bars_of(nasdaq.load(), "NDX")
     bars = pd.concat([spx, ndx])
+    # Each component trades both indices once a day (half its capital on each).
     trades = pd.concat(
         [
-            trades_of(spx, "trend_spx", 100_000, 0.57, 0.35, START, rng),
-            trades_of(ndx, "meanrev_ndx", 50_000, 0.55, 0.55, START, rng),
-            trades_of(spx, "breakout_spx", 25_000, 0.55, 0.55, pd.Timestamp("2018-12-17"), rng),
+            trades_of(bars_, component, capital, hit, late_hit, start, rng)
+            for component, capital, hit, late_hit, start in (
+                ("trend_spx", 50_000, 0.57, 0.35, START),
+                ("meanrev_ndx", 25_000, 0.55, 0.55, START),
+                ("breakout_spx", 12_500, 0.55, 0.55, pd.Timestamp("2018-12-21")),
+            )
+            for bars_ in (spx, ndx)
         ]
-    )
+    ).sort_values(["exit_ts", "trade_id"])
     OUT.mkdir(parents=True, exist_ok=True)
     bars.to_csv(OUT / "bars.csv", index=False)
     trades.to_csv(OUT / "trades.csv", index=False)

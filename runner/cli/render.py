@@ -41,18 +41,21 @@ def fmt(metric: str, value: Any) -> str:
 
 
 def performance_tables(rows: Iterable[Mapping[str, Any]]) -> list[Table]:
-    """One table per component: a row per window, a column per metric."""
+    """One table per component: a row per metric, a column per window (fits 80 columns)."""
     by_component: dict[str, list[Mapping[str, Any]]] = {}
     for row in rows:
         by_component.setdefault(str(row["component_id"]), []).append(row)
     tables = []
     for component, windows in by_component.items():
-        as_of = windows[0]["as_of_date"]
-        table = Table(title=f"{component} — as of {as_of}", title_justify="left")
-        for label in _LABELS.values():
-            table.add_column(label, justify="right")
+        table = Table(
+            title=f"{component} — windows ending {windows[0]['as_of_date']}", title_justify="left"
+        )
+        table.add_column("metric")
         for window in windows:
-            table.add_row(*(fmt(metric, window[metric]) for metric in _LABELS))
+            table.add_column(f"{window['window_days']} days", justify="right")
+        for metric, label in _LABELS.items():
+            if metric != "window_days":
+                table.add_row(label, *(fmt(metric, window[metric]) for window in windows))
         tables.append(table)
     return tables
 
