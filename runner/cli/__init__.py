@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import sys
 
-from runner.cli import analyze as _analyze  # noqa: F401  (registers the command)
-from runner.cli import demo as _demo  # noqa: F401  (registers the command)
-from runner.cli import ingest as _ingest  # noqa: F401  (registers the command)
-from runner.cli.app import app, err_console
+from runner.cli.analyze import analyze_command
+from runner.cli.app import app, err_console, init
+from runner.cli.demo import demo
+from runner.cli.ingest import ingest
 from runner.errors import TradebaseError
 from runner.redact import redact
 
 __all__ = ["app", "main"]
+
+# Registration order is the order of `runner --help`: the steps as a user takes them.
+for command in (init, ingest, analyze_command, demo):
+    app.command(command.__name__.removesuffix("_command"))(command)
 
 
 def main() -> None:

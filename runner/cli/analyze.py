@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from runner.analyze import analyze
-from runner.cli.app import app, console, settings_of
+from runner.cli.app import console, settings_of
 from runner.cli.render import performance_tables, to_json
 
 
@@ -21,7 +21,6 @@ def parse_date(value: str | None) -> date | None:
         raise typer.BadParameter(f"{value!r} is not a date; use YYYY-MM-DD.") from None
 
 
-@app.command("analyze")
 def analyze_command(
     ctx: typer.Context,
     as_of: Annotated[
@@ -35,7 +34,7 @@ def analyze_command(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
 ) -> None:
-    """Build the analytics (dbt build: models and their tests) and print the latest metrics.
+    """Build the marts with dbt and print the latest metrics.
 
     Example: [bold]runner analyze --as-of 2018-12-31[/bold]
     """

@@ -65,9 +65,8 @@ def session(settings: Settings) -> Iterator[Warehouse]:
         yield wh
 
 
-@app.command()
 def init(ctx: typer.Context) -> None:
-    """Create or upgrade the engine's tables in the warehouse (idempotent).
+    """Create or upgrade the engine's tables (idempotent).
 
     Example: [bold]runner init[/bold]  (PostgreSQL: DATABASE_URL=postgresql://… runner init)
     """

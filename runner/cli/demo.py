@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from runner.cli.app import app, console, settings_of
+from runner.cli.app import console, settings_of
 from runner.cli.render import fmt, performance_tables
 from runner.demo import DEFAULT_DEMO_DB, run_demo
 
@@ -24,14 +24,13 @@ def _verdict(row: dict[str, Any]) -> str:
     return f"[green]healthy[/]: Sharpe {fmt('sharpe', sharpe)}, win rate {fmt('win_rate', row['win_rate'])}"
 
 
-@app.command()
 def demo(
     ctx: typer.Context,
     database: Annotated[
         Path, typer.Option("--database", help="DuckDB file to (re)create for the demo.")
     ] = DEFAULT_DEMO_DB,
 ) -> None:
-    """Run the engine on bundled sample data (real S&P 500 / NASDAQ bars) in a fresh DuckDB file.
+    """Run the engine on bundled sample data (fresh DuckDB).
 
     Example: [bold]runner demo[/bold]  (then: runner --duckdb-path tradebase-demo.duckdb analyze --as-of 2018-12-31)
     """

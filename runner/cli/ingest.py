@@ -13,12 +13,11 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from runner.cli.app import app, console, err_console, session, settings_of
+from runner.cli.app import console, err_console, session, settings_of
 from runner.errors import RowsRejected
 from runner.ingest import IngestResult, Kind, load, prepare
 
 
-@app.command("ingest")
 def ingest(
     ctx: typer.Context,
     kind: Annotated[Kind, typer.Argument(help="What the file holds.", show_default=False)],
@@ -27,7 +26,7 @@ def ingest(
         bool, typer.Option("--json", help="Print the result as JSON, for scripts.")
     ] = False,
 ) -> None:
-    """Validate a trades, predictions or bars file and load its valid rows into raw_<kind>.
+    """Validate a trades/predictions/bars file; load valid rows.
 
     Invalid rows go to ingest_rejects with a row number (1 = first data row) and a reason; exit 1.
 

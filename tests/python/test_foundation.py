@@ -106,11 +106,23 @@ def test_two_migrations_at_once_on_postgres_apply_each_version_once(pg_url: str)
         _drop_schema(pg_url, settings.schema)
 
 
+COMMANDS = ("init", "ingest", "analyze", "demo")
+
+
 def test_help_lists_every_command_with_one_line() -> None:
-    result = CliRunner().invoke(app, ["--help"])
+    result = CliRunner().invoke(app, ["--help"], terminal_width=100)
     assert result.exit_code == 0
-    for command in ("init", "ingest", "analyze", "demo"):
-        assert command in result.output
+    lines = result.output.splitlines()
+    for command in COMMANDS:
+        (line,) = [x for x in lines if x.strip("│ ").startswith(command + " ")]
+        following = lines[lines.index(line) + 1].strip("│ ")
+        assert following.split(" ")[0] in (*COMMANDS, "╰──") or following.startswith("╰"), line
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_help_has_an_example(command: str) -> None:
+    result = CliRunner().invoke(app, [command, "--help"])
+    assert result.exit_code == 0 and "Example:" in result.output
 
 
 def test_a_bad_database_url_is_one_sentence_without_traceback_or_password(tmp_path: Path) -> None:
