@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING
 
 from runner.config import Settings
 from runner.ingest.merge import Audit, merge_file
-from runner.ingest.reader import SourceFile, read_source
+from runner.ingest.reader import SourceFile, open_source, raw_rows, read_source
 from runner.ingest.result import IngestResult, ReasonCount
 from runner.ingest.specs import SPECS, Kind, Spec
-from runner.ingest.validate import load_components, validate
+from runner.ingest.validate import judge_sql, load_components, validate
 from runner.warehouse import Warehouse
 
 if TYPE_CHECKING:
@@ -58,14 +58,16 @@ def prepare(
     now = now or started
     spec = SPECS[Kind(kind)]
     con = duckdb.connect(":memory:")
+    con.execute("set enable_progress_bar = false")
     try:
         con.execute("set TimeZone = 'UTC'")
-        source = read_source(con, path, spec)
+        opened = open_source(con, path, spec)
         if spec.kind is Kind.trades:
             load_components(con, settings.project)
-        validate(con, spec, now)
-        valid = con.execute("select * from valid").fetch_arrow_table()
-        rejects = con.execute("select * from rejects order by row_number").fetch_arrow_table()
+        source = read_source(con, opened, judge_sql(spec, opened.positions, now))
+        validate(con, spec, source)
+        valid = con.execute("select * from valid").to_arrow_table()
+        rejects = con.execute("select * from rejects order by row_number").to_arrow_table()
     finally:
         con.close()
     return PreparedFile(spec, source, valid, rejects, started, now)
@@ -85,7 +87,9 @@ def load(wh: Warehouse, prepared: PreparedFile) -> IngestResult:
         started_at=prepared.started_at,
         now=prepared.now,
     )
-    counts = merge_file(wh, spec, audit, prepared.valid, prepared.rejects)
+    counts = merge_file(
+        wh, spec, audit, prepared.valid, prepared.rejects, lambda rows: raw_rows(source, rows)
+    )
     warnings = []
     if source.ignored_columns:
         warnings.append(f"ignored unknown column(s): {', '.join(source.ignored_columns)}")

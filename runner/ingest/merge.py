@@ -8,6 +8,7 @@ warehouses. It does not parse or judge values (reader.py, validate.py).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING
 from runner.ingest.result import ReasonCount
 from runner.ingest.specs import FieldType, Spec
 from runner.ingest.validate import key_text
-from runner.warehouse import Warehouse
+from runner.warehouse import DuckDBWarehouse, Warehouse
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -28,6 +29,7 @@ _SQL_TYPE: dict[FieldType, str] = {
     "label": "integer",
 }
 _FIRST_ROWS = 5
+_COPY_ROWS = 200_000  # rows per COPY into the PostgreSQL stage
 
 
 @dataclass(frozen=True)
@@ -68,15 +70,13 @@ def _same(spec: Spec, column: str) -> str:
 
 
 def _outcome(spec: Spec) -> str:
-    """new | unchanged | updated (fill-in of an empty column) | conflict, per staged row."""
+    """unchanged | updated (fill-in of an empty column) | conflict, per staged row already loaded."""
     fixed = " and ".join(_same(spec, c) for c in spec.columns if c != spec.fill_in)
-    first_key = spec.key[0]
     if spec.fill_in is None:
-        return f"case when t.{first_key} is null then 'new' when {fixed} then 'unchanged' else 'conflict' end"
+        return f"case when {fixed} then 'unchanged' else 'conflict' end"
     fill = spec.fill_in
     return (
-        f"case when t.{first_key} is null then 'new'"
-        f" when {fixed} and (s.{fill} is null or s.{fill} = t.{fill}) then 'unchanged'"
+        f"case when {fixed} and (s.{fill} is null or s.{fill} = t.{fill}) then 'unchanged'"
         f" when {fixed} and t.{fill} is null then 'updated'"
         " else 'conflict' end"
     )
@@ -92,122 +92,172 @@ def _differing(spec: Spec) -> str:
     return f"concat_ws(', ', {', '.join(parts)})"
 
 
-def merge_file(
-    wh: Warehouse, spec: Spec, audit: Audit, valid: pa.Table, rejects: pa.Table
-) -> MergeCounts:
-    """Merge one file atomically: all of its rows and rejects are written, or nothing."""
-    p = audit.params()
+def _stage(wh: Warehouse, spec: Spec, valid: pa.Table) -> None:
+    """Make the valid rows readable as `ingest_stage`: the Arrow table itself on DuckDB (no
+    copy), a temporary table filled by COPY in slices on PostgreSQL (bounded memory)."""
+    import pyarrow as pa
+
+    if isinstance(wh, DuckDBWarehouse):
+        wh.connection.register("ingest_stage", valid)
+        return
     stage_cols = ", ".join(f"{f.name} {_SQL_TYPE[f.type]}" for f in spec.fields)
+    wh.execute(f"create temporary table ingest_stage ({stage_cols}, source_row bigint)")
+    for batch in valid.to_batches(max_chunksize=_COPY_ROWS):
+        wh.load_arrow("ingest_stage", pa.Table.from_batches([batch]))
+    wh.execute("analyze ingest_stage")
+
+
+def merge_file(
+    wh: Warehouse,
+    spec: Spec,
+    audit: Audit,
+    valid: pa.Table,
+    rejects: pa.Table,
+    raw_rows: Callable[[list[int]], pa.Table],
+) -> MergeCounts:
+    """Merge one file atomically: all of its rows and rejects are written, or nothing.
+
+    Only the staged rows whose key is already loaded are compared (`ingest_matched`, usually
+    few); the others are inserted straight from the stage. `raw_rows` gives the raw text of
+    the rows found in conflict, which the stage does not carry.
+    """
+    p = audit.params()
     on = " and ".join(f"s.{k} = t.{k}" for k in spec.key)
     cols = ", ".join(spec.columns)
+    keys = ", ".join(f"s.{k}" for k in spec.key)
+    fill = f", s.{spec.fill_in}" if spec.fill_in else ""
     with wh.transaction():
         if wh.dialect == "postgres":
             # One ingest per schema at a time: two concurrent new rows with one key must not race.
             wh.execute(
                 "select pg_advisory_xact_lock(hashtext(%(key)s))", {"key": f"tb:ingest:{wh.schema}"}
             )
-        wh.execute(
-            f"create temporary table ingest_stage ({stage_cols}, source_row bigint, raw_row text)"
-        )
-        wh.execute(
-            "create temporary table ingest_stage_rejects"
-            " (row_number bigint, raw_row text, reason text, message text)"
-        )
-        wh.load_arrow("ingest_stage", valid)
-        wh.load_arrow("ingest_stage_rejects", rejects)
-        wh.execute(
-            f"""
-            create temporary table ingest_compared as
-            select s.*, {_outcome(spec)} as outcome, {_differing(spec)} as differing
-            from ingest_stage s left join {spec.table} t on {on}
-            """
-        )
-        wh.execute(
-            f"""
-            create temporary table ingest_all_rejects as
-            select row_number, raw_row, reason, message from ingest_stage_rejects
-            union all
-            select source_row, raw_row, 'conflict',
-                {key_text(spec)} || ' is already loaded with a different ' || differing
-            from ingest_compared where outcome = 'conflict'
-            """
-        )
-        wh.execute(
-            """
-            insert into ingest_rejects (ingest_id, kind, source_file, file_sha256, row_number,
-                raw_row, reason, message, rejected_at)
-            select %(ingest_id)s, %(kind)s, %(source_file)s, %(sha)s, r.row_number, r.raw_row,
-                r.reason, r.message, %(now)s
-            from ingest_all_rejects r
-            where not exists (
-                select 1 from ingest_rejects x
-                where x.kind = %(kind)s and x.file_sha256 = %(sha)s
-                    and x.row_number = r.row_number and x.reason = r.reason
+        _stage(wh, spec, valid)
+        try:
+            wh.execute(
+                "create temporary table ingest_stage_rejects"
+                " (row_number bigint, raw_row text, reason text, message text)"
             )
-            """,
-            p,
-        )
-        if spec.fill_in:
-            key_match = " and ".join(f"{spec.table}.{k} = c.{k}" for k in spec.key)
+            wh.load_arrow("ingest_stage_rejects", rejects)
             wh.execute(
                 f"""
-                update {spec.table} set {spec.fill_in} = c.{spec.fill_in}, labelled_at = %(now)s
-                from ingest_compared c where {key_match} and c.outcome = 'updated'
-                """,
-                {"now": audit.now},
+                create temporary table ingest_matched as
+                select {keys}, s.source_row{fill}, {_outcome(spec)} as outcome,
+                    {_differing(spec)} as differing
+                from ingest_stage s join {spec.table} t on {on}
+                """
             )
-        labelled = (
-            (", labelled_at", f", case when {spec.fill_in} is not null then %(now)s end")
-            if spec.fill_in
-            else ("", "")
-        )
-        wh.execute(
-            f"""
-            insert into {spec.table} ({cols}, ingest_id, source_row, loaded_at{labelled[0]})
-            select {cols}, %(ingest_id)s, source_row, %(now)s{labelled[1]}
-            from ingest_compared where outcome = 'new'
-            """,
-            {"ingest_id": audit.ingest_id, "now": audit.now},
-        )
-        outcomes = dict(
-            wh.fetchall("select outcome, count(*) from ingest_compared group by outcome")
-        )
-        by_reason = _by_reason(wh)
-        counts = MergeCounts(
-            inserted=int(outcomes.get("new", 0)),
-            unchanged=int(outcomes.get("unchanged", 0)),
-            updated=int(outcomes.get("updated", 0)),
-            rejected=sum(r.rows for r in by_reason),
-            by_reason=by_reason,
-        )
-        wh.execute(
-            """
-            insert into ingest_runs (ingest_id, kind, source_file, file_sha256, file_format,
-                ignored_columns, rows_in_file, rows_inserted, rows_updated, rows_unchanged,
-                rows_rejected, started_at, finished_at)
-            values (%(ingest_id)s, %(kind)s, %(source_file)s, %(sha)s, %(format)s, %(ignored)s,
-                %(rows)s, %(inserted)s, %(updated)s, %(unchanged)s, %(rejected)s, %(started)s,
-                %(now)s)
-            """,
-            {
-                **p,
-                "format": audit.file_format,
-                "ignored": audit.ignored_columns,
-                "rows": audit.rows_in_file,
-                "inserted": counts.inserted,
-                "updated": counts.updated,
-                "unchanged": counts.unchanged,
-                "rejected": counts.rejected,
-                "started": audit.started_at,
-            },
-        )
-        for table in (
-            "ingest_all_rejects",
-            "ingest_compared",
-            "ingest_stage_rejects",
-            "ingest_stage",
-        ):
-            wh.execute(f"drop table {table}")
+            outcomes = {
+                str(o): int(n)
+                for o, n in wh.fetchall(
+                    "select outcome, count(*) from ingest_matched group by outcome"
+                )
+            }
+            wh.execute(
+                "create temporary table ingest_conflict_texts (row_number bigint, raw_row text)"
+            )
+            if outcomes.get("conflict"):
+                conflicted = wh.fetchall(
+                    "select source_row from ingest_matched where outcome = 'conflict'"
+                )
+                wh.load_arrow("ingest_conflict_texts", raw_rows([int(r[0]) for r in conflicted]))
+            wh.execute(
+                f"""
+                create temporary table ingest_all_rejects as
+                select row_number, raw_row, reason, message from ingest_stage_rejects
+                union all
+                select m.source_row, x.raw_row, 'conflict',
+                    {key_text(spec, "m.")} || ' is already loaded with a different ' || m.differing
+                from ingest_matched m left join ingest_conflict_texts x
+                    on x.row_number = m.source_row
+                where m.outcome = 'conflict'
+                """
+            )
+            wh.execute(
+                """
+                insert into ingest_rejects (ingest_id, kind, source_file, file_sha256,
+                    row_number, raw_row, reason, message, rejected_at)
+                select %(ingest_id)s, %(kind)s, %(source_file)s, %(sha)s, r.row_number,
+                    r.raw_row, r.reason, r.message, %(now)s
+                from ingest_all_rejects r
+                where not exists (
+                    select 1 from ingest_rejects x
+                    where x.kind = %(kind)s and x.file_sha256 = %(sha)s
+                        and x.row_number = r.row_number and x.reason = r.reason
+                )
+                """,
+                p,
+            )
+            if spec.fill_in and outcomes.get("updated"):
+                key_match = " and ".join(f"{spec.table}.{k} = c.{k}" for k in spec.key)
+                wh.execute(
+                    f"""
+                    update {spec.table} set {spec.fill_in} = c.{spec.fill_in},
+                        labelled_at = %(now)s
+                    from ingest_matched c where {key_match} and c.outcome = 'updated'
+                    """,
+                    {"now": audit.now},
+                )
+            labelled = (
+                (", labelled_at", f", case when {spec.fill_in} is not null then %(now)s end")
+                if spec.fill_in
+                else ("", "")
+            )
+            matched = sum(outcomes.values())
+            new_only = ""
+            if matched:
+                same_key = " and ".join(f"m.{k} = s.{k}" for k in spec.key)
+                new_only = f" where not exists (select 1 from ingest_matched m where {same_key})"
+            wh.execute(
+                f"""
+                insert into {spec.table} ({cols}, ingest_id, source_row, loaded_at{labelled[0]})
+                select {cols}, %(ingest_id)s, source_row, %(now)s{labelled[1]}
+                from ingest_stage s{new_only}
+                """,
+                {"ingest_id": audit.ingest_id, "now": audit.now},
+            )
+            by_reason = _by_reason(wh)
+            counts = MergeCounts(
+                inserted=valid.num_rows - matched,
+                unchanged=outcomes.get("unchanged", 0),
+                updated=outcomes.get("updated", 0),
+                rejected=sum(r.rows for r in by_reason),
+                by_reason=by_reason,
+            )
+            wh.execute(
+                """
+                insert into ingest_runs (ingest_id, kind, source_file, file_sha256, file_format,
+                    ignored_columns, rows_in_file, rows_inserted, rows_updated, rows_unchanged,
+                    rows_rejected, started_at, finished_at)
+                values (%(ingest_id)s, %(kind)s, %(source_file)s, %(sha)s, %(format)s,
+                    %(ignored)s, %(rows)s, %(inserted)s, %(updated)s, %(unchanged)s,
+                    %(rejected)s, %(started)s, %(now)s)
+                """,
+                {
+                    **p,
+                    "format": audit.file_format,
+                    "ignored": audit.ignored_columns,
+                    "rows": audit.rows_in_file,
+                    "inserted": counts.inserted,
+                    "updated": counts.updated,
+                    "unchanged": counts.unchanged,
+                    "rejected": counts.rejected,
+                    "started": audit.started_at,
+                },
+            )
+            for table in (
+                "ingest_all_rejects",
+                "ingest_conflict_texts",
+                "ingest_matched",
+                "ingest_stage_rejects",
+            ):
+                wh.execute(f"drop table {table}")
+            if not isinstance(wh, DuckDBWarehouse):
+                wh.execute("drop table ingest_stage")
+        finally:
+            # A failed transaction takes its temporary tables with it; the Arrow view is ours.
+            if isinstance(wh, DuckDBWarehouse):
+                wh.connection.unregister("ingest_stage")
     return counts
 
 

@@ -1,24 +1,35 @@
 """Reading one input file (CSV or Parquet) into an in-memory DuckDB, set-based, with row numbers.
 
 Owns the file-level errors (missing, empty, unparseable, required columns absent) and the CSV
-parser's rejects (wrong field count, bad quoting, bad encoding). It does not judge values.
+parser's rejects (wrong field count, bad quoting, bad encoding). It does not judge values: the
+caller (validate.py) supplies the select list that types and judges each row, and the reader runs
+it in the one pass that reads the file, into the table `judged`; nothing else of the full file's
+width is materialised.
 
 Row numbers: 1 is the first data row after the header. For CSV this is the CSV parser's line
 number minus one, so it is the physical line minus one unless a quoted field spans lines (such a
 row counts once); blank lines are skipped but counted. Parquet rows are numbered from 1.
 raw_row is the parser's own text for a malformed row and the fields re-joined as CSV otherwise.
+It is rendered only for rows that end up rejected: inline for a row the validator rejects, and by
+reading those rows again (`raw_rows`) for duplicates and merge conflicts.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import io
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from runner.errors import IngestFileError
 from runner.ingest.specs import Spec
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
 
 FileFormat = Literal["csv", "parquet"]
 
@@ -39,21 +50,42 @@ _PARSER_REASON = """
     end
 """
 _RAW_LINE = "replace(trim(csv_line, chr(10) || chr(13)), chr(0), '')"
+_CHUNK = 1 << 26  # bytes of a CSV file scanned at a time for its record layout
+
+# Given the DuckDB type of each column of the file (c0, c1, …; VARCHAR for CSV) and the columns
+# to keep as they are (e.g. "row_number, "), the query typing and judging the rows of the
+# relation `_source_`: supplied by validate.py.
+JudgeSql = Callable[[list[str], str], str]
 
 
 @dataclass(frozen=True)
 class SourceFile:
-    """What the reader learnt about a file; its rows are in the tables `src` and `parser_rejects`."""
+    """What the reader learnt about a file; its judged rows are in `numbered` and `parser_rejects`."""
 
     path: str
     sha256: str
     format: FileFormat
     ignored_columns: tuple[str, ...]
     data_rows: int
+    names: tuple[str, ...] = ()
+    size: int = 0
+    mtime_ns: int = 0
+    ordered: bool = True  # whether `numbered` lists the rows in file order
 
 
-def read_source(con: Any, path: Path, spec: Spec) -> SourceFile:
-    """Fill `src` (row_number, raw_row, raw_<field>…) and `parser_rejects` from `path`."""
+@dataclass(frozen=True)
+class Opened:
+    """A file whose header is known: its columns and where each spec field is."""
+
+    path: Path
+    format: FileFormat
+    names: list[str]
+    types: list[str]
+    positions: dict[str, int]
+
+
+def open_source(con: Any, path: Path, spec: Spec) -> Opened:
+    """Check the file and its header; raises IngestFileError."""
     path = path.expanduser().resolve()
     if not path.is_file():
         what = "is not a file" if path.exists() else "does not exist"
@@ -65,18 +97,63 @@ def read_source(con: Any, path: Path, spec: Spec) -> SourceFile:
     with path.open("rb") as fh:
         is_parquet = fh.read(4) == b"PAR1"
     if is_parquet:
-        names = _load_parquet(con, path)
+        names, types = _parquet_columns(con, path)
         fmt: FileFormat = "parquet"
     else:
         names = _csv_header(path)
+        types = ["VARCHAR"] * len(names)
         fmt = "csv"
-    positions = _match_columns(path, names, spec)
-    if fmt == "csv":
-        _load_csv(con, path, len(names))
-    _project(con, spec, positions)
-    row = con.execute("select (select count(*) from src) + (select count(*) from parser_rejects)")
-    ignored = tuple(n for i, n in enumerate(names) if i not in positions.values())
-    return SourceFile(str(path), _sha256(path), fmt, ignored, int(row.fetchone()[0]))
+    return Opened(path, fmt, names, types, _match_columns(path, names, spec))
+
+
+def read_source(con: Any, opened: Opened, judge: JudgeSql) -> SourceFile:
+    """Read the file once into `judged` (the `judge` select list), then number its rows.
+
+    Leaves the view `numbered` (row_number, judged columns…) and the table `parser_rejects`.
+    """
+    path = opened.path
+    width = len(opened.names)
+    if opened.format == "parquet":
+        positional = ", ".join(f"{_ident(n)} as c{i}" for i, n in enumerate(opened.names))
+        try:
+            con.execute(
+                f"""
+                create table judged as
+                with _source_ as (
+                    select file_row_number + 1 as row_number, {positional}
+                    from read_parquet($path, file_row_number = true)
+                )
+                {judge(opened.types, "row_number, ")}
+                """,
+                {"path": str(path)},
+            )
+        except Exception as exc:  # duckdb.Error: corrupt or truncated Parquet
+            first = str(exc).strip().splitlines()[0]
+            raise IngestFileError(f"{path} cannot be read as Parquet ({first}).") from None
+        con.execute(
+            "create table parser_rejects (row_number bigint, raw_row varchar, reason varchar,"
+            " message varchar)"
+        )
+        con.execute("create view numbered as select * from judged")
+        ordered = True
+    else:
+        ordered = _load_csv(con, path, width, judge(opened.types, ""))
+    row = con.execute(
+        "select (select count(*) from judged) + (select count(*) from parser_rejects)"
+    )
+    ignored = tuple(n for i, n in enumerate(opened.names) if i not in opened.positions.values())
+    stat = path.stat()
+    return SourceFile(
+        str(path),
+        _sha256(path),
+        opened.format,
+        ignored,
+        int(row.fetchone()[0]),
+        tuple(opened.names),
+        stat.st_size,
+        stat.st_mtime_ns,
+        ordered,
+    )
 
 
 def _listed(names: tuple[str, ...] | list[str]) -> str:
@@ -100,28 +177,82 @@ class _Layout:
     open_quote_line: int | None  # physical line of a quote never closed
 
 
-def _layout(path: Path) -> _Layout:
-    """A newline ends a record when an even number of quotes precedes it (vectorised, numpy)."""
+def _record_chunks(path: Path) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(starts, stops, blank) of the file's records, in chunks; record 0 is the header.
+
+    A newline ends a record when an even number of quotes precedes it (vectorised, numpy, read
+    in chunks so that memory stays flat whatever the file's size).
+    """
     import numpy as np
 
-    data = np.fromfile(path, dtype=np.uint8)
-    newlines = np.flatnonzero(data == ord("\n"))
-    quotes = np.flatnonzero(data == ord('"'))
-    ends = newlines[np.searchsorted(quotes, newlines) % 2 == 0]
-    starts = np.concatenate(([0], ends + 1))
-    stops = np.concatenate((ends, [data.size]))
-    if starts[-1] == data.size:  # the file ends with a newline: no record after it
-        starts, stops = starts[:-1], stops[:-1]
-    length = stops - starts
-    blank = (length == 0) | ((length == 1) & (data[np.minimum(starts, data.size - 1)] == ord("\r")))
+    quotes_before = 0
+    start = 0  # of the record in progress
+    last_byte = -1  # the byte before the current chunk
+    offset = 0
+    with path.open("rb") as fh:
+        while True:
+            data = np.frombuffer(fh.read(_CHUNK), dtype=np.uint8)
+            if data.size == 0:
+                break
+            newlines = np.flatnonzero(data == ord("\n"))
+            quotes = np.flatnonzero(data == ord('"'))
+            even = (quotes_before + np.searchsorted(quotes, newlines)) % 2 == 0
+            ends = newlines[even] + offset
+            quotes_before += int(quotes.size)
+            if ends.size:
+                starts = np.concatenate(([start], ends[:-1] + 1))
+                before_end = np.where(
+                    ends - 1 >= offset, data[np.maximum(ends - 1 - offset, 0)], last_byte
+                )
+                length = ends - starts
+                blank = (length == 0) | ((length == 1) & (before_end == ord("\r")))
+                yield starts, ends, blank
+                start = int(ends[-1]) + 1
+            last_byte = int(data[-1])
+            offset += int(data.size)
+    if start < offset:  # a last record without a newline
+        import numpy as np
+
+        length = offset - start
+        blank = length == 1 and last_byte == ord("\r")
+        yield np.array([start]), np.array([offset]), np.array([blank])
+    if quotes_before % 2 == 1:
+        raise _OpenQuote(start)
+
+
+class _OpenQuote(Exception):
+    def __init__(self, start: int) -> None:
+        self.start = start
+
+
+def _layout(path: Path) -> _Layout:
+    import numpy as np
+
+    records = 0
+    blank: list[int] = []
     open_quote = None
-    if quotes.size % 2 == 1:
-        open_quote = int(np.searchsorted(newlines, starts[-1])) + 1
+    try:
+        for starts, _, blanks in _record_chunks(path):
+            blank.extend(int(i) + records for i in np.flatnonzero(blanks))
+            records += int(starts.size)
+    except _OpenQuote as exc:
+        open_quote = _physical_line(path, exc.start)
     return _Layout(
-        records=int(starts.size) - 1,
-        blank=[int(i) for i in np.flatnonzero(blank[1:]) + 1],
-        open_quote_line=open_quote,
+        records=records - 1, blank=[b for b in blank if b > 0], open_quote_line=open_quote
     )
+
+
+def _physical_line(path: Path, position: int) -> int:
+    """1 + the number of newlines before byte `position`."""
+    lines = 1
+    with path.open("rb") as fh:
+        while position > 0:
+            chunk = fh.read(min(_CHUNK, position))
+            if not chunk:
+                break
+            lines += chunk.count(b"\n")
+            position -= len(chunk)
+    return lines
 
 
 def _csv_header(path: Path) -> list[str]:
@@ -168,16 +299,20 @@ def _read_csv_sql(width: int) -> str:
     )
 
 
-def _load_csv(con: Any, path: Path, width: int) -> None:
-    """Parse with DuckDB into `parsed_numbered` (row_number, raw_row, c0…) and `parser_rejects`.
+def _load_csv(con: Any, path: Path, width: int, select: str) -> bool:
+    """Parse and judge with DuckDB into `judged`, fill `parser_rejects`, and number the rows.
 
     The reader reports the line of a row it rejects, never of a row it accepts. Its lines count
     records (a quoted field spanning lines counts once) and blank lines, so accepted rows fill
-    the gaps left by rejected and blank lines, in order. The record count from the file's bytes
-    checks that no row went missing (the reader can drop one after a quote left open).
+    the gaps left by rejected and blank lines, in order (`judged` keeps the file's order: its
+    rowid is the accepted row's rank). The record count from the file's bytes checks that no row
+    went missing (the reader can drop one after a quote left open).
     """
     try:
-        con.execute(f"create table parsed as {_read_csv_sql(width)}", {"path": str(path)})
+        con.execute(
+            f"create table judged as with _source_ as ({_read_csv_sql(width)}) {select}",
+            {"path": str(path)},
+        )
     except Exception as exc:  # duckdb.Error: a file DuckDB cannot read at all
         first = str(exc).strip().splitlines()[0]
         raise IngestFileError(f"{path} cannot be read as CSV ({first}).") from None
@@ -192,21 +327,11 @@ def _load_csv(con: Any, path: Path, width: int) -> None:
         {"width": width},
     )
     layout = _layout(path)
-    con.execute(
-        """
-        create table row_lines as
-        select row_number() over (order by n) as k, n as row_number
-        from range(1, $records + 1) rows(n)
-        where n not in (select row_number from parser_rejects)
-            and n not in (select unnest($blank::bigint[]))
-        """,
-        {"records": layout.records, "blank": layout.blank},
-    )
-    parsed, numbered, rejected = con.execute(
-        "select (select count(*) from parsed), (select count(*) from row_lines),"
-        " (select count(*) from parser_rejects)"
+    parsed, rejected = con.execute(
+        "select (select count(*) from judged), (select count(*) from parser_rejects)"
     ).fetchone()
-    if parsed != numbered:
+    gaps = rejected + len(layout.blank)
+    if parsed + gaps != layout.records:
         if layout.open_quote_line:
             raise IngestFileError(
                 f"A quote opened on line {layout.open_quote_line} of {path} is never closed; "
@@ -217,44 +342,49 @@ def _load_csv(con: Any, path: Path, width: int) -> None:
             f"by its line breaks, {parsed} read and {rejected} rejected by the CSV reader); "
             "check it for stray quotes."
         )
+    if gaps == 0:  # the common case: the k-th accepted row is row k
+        con.execute("create view numbered as select rowid + 1 as row_number, * from judged")
+        return True
+    # Row k (1-based rank among accepted rows) is k plus the number of gaps before it. A gap
+    # (rejected or blank line) numbered g, being the i-th gap, comes after g - i accepted rows.
     con.execute(
-        f"""
-        create table parsed_numbered as
-        select l.row_number, {_csv_render(width)} as raw_row, p.* exclude (k)
-        from (select row_number() over (order by rowid) as k, * from parsed) p
-        join row_lines l using (k)
+        """
+        create table gaps as
+        select n - row_number() over (order by n) as accepted_before, count(*) over (order by n) as i
+        from (
+            select row_number as n from parser_rejects
+            union
+            select unnest($blank::bigint[])
+        )
+        """,
+        {"blank": layout.blank},
+    )
+    con.execute(
+        """
+        create table gap_steps as
+        select accepted_before, max(i) as i from gaps group by accepted_before
         """
     )
+    con.execute(
+        """
+        create view numbered as
+        select j.rowid + 1 + coalesce(g.i, 0) as row_number, j.*
+        from judged j asof left join gap_steps g on j.rowid + 1 > g.accepted_before
+        """
+    )
+    return False
 
 
-def _load_parquet(con: Any, path: Path) -> list[str]:
+def _parquet_columns(con: Any, path: Path) -> tuple[list[str], list[str]]:
     try:
-        names = [
-            d[0]
-            for d in con.execute(
-                "select * from read_parquet($path) limit 0", {"path": str(path)}
-            ).description
-        ]
-        positional = ", ".join(f"cast({_ident(n)} as varchar) as c{i}" for i, n in enumerate(names))
-        con.execute(
-            f"""
-            create table parsed_numbered as
-            select file_row_number + 1 as row_number, {_csv_render(len(names))} as raw_row, *
-            from (
-                select file_row_number, {positional}
-                from read_parquet($path, file_row_number = true)
-            )
-            """,
+        rows = con.execute(
+            "select column_name, column_type from (describe select * from read_parquet($path))",
             {"path": str(path)},
-        )
+        ).fetchall()
     except Exception as exc:  # duckdb.Error: corrupt or truncated Parquet
         first = str(exc).strip().splitlines()[0]
         raise IngestFileError(f"{path} cannot be read as Parquet ({first}).") from None
-    con.execute(
-        "create table parser_rejects (row_number bigint, raw_row varchar, reason varchar,"
-        " message varchar)"
-    )
-    return names
+    return [str(r[0]) for r in rows], [str(r[1]) for r in rows]
 
 
 def _ident(name: str) -> str:
@@ -262,22 +392,95 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _csv_render(width: int) -> str:
-    """SQL rendering c0..c{width-1} as one CSV line, for the raw text of a Parquet row."""
-    fields = [
-        f"""case when regexp_matches(c{i}, '[",\\r\\n]') then '"' || replace(c{i}, '"', '""')"""
-        f""" || '"' else coalesce(c{i}, '') end"""
-        for i in range(width)
+def csv_render(fields: list[str]) -> str:
+    """SQL rendering the varchar expressions `fields` as one CSV line, for a row's raw text."""
+    rendered = [
+        f"""case when regexp_matches({f}, '[",\\r\\n]') then '"' || replace({f}, '"', '""')"""
+        f""" || '"' else coalesce({f}, '') end"""
+        for f in fields
     ]
-    return " || ',' || ".join(fields) if fields else "''"
+    return " || ',' || ".join(rendered) if rendered else "''"
 
 
-def _project(con: Any, spec: Spec, positions: dict[str, int]) -> None:
-    cols = ", ".join(
-        f"c{positions[f]} as raw_{f}" if f in positions else f"null::varchar as raw_{f}"
-        for f in spec.columns
+def _render(fields: list[str]) -> str:
+    """The Python twin of `csv_render`."""
+    return ",".join(
+        '"' + f.replace('"', '""') + '"' if any(c in f for c in '",\r\n') else f for f in fields
     )
-    con.execute(
-        f"create table src as select row_number, raw_row, {cols} from parsed_numbered"
-        " order by row_number"
+
+
+def raw_rows(source: SourceFile, row_numbers: list[int]) -> pa.Table:
+    """(row_number, raw_row) of accepted rows of the file, read again; raw_row is null if the
+    file changed since it was read (only rejected rows need it: duplicates, merge conflicts)."""
+    import pyarrow as pa
+
+    wanted = sorted(set(row_numbers))
+    path = Path(source.path)
+    stat = path.stat() if path.is_file() else None
+    unchanged = stat is not None and (stat.st_size, stat.st_mtime_ns) == (
+        source.size,
+        source.mtime_ns,
     )
+    if not wanted or not unchanged:
+        texts: dict[int, str] = {}
+    elif source.format == "parquet":
+        texts = _parquet_rows(path, source.names, wanted)
+    else:
+        texts = _csv_rows(path, wanted)
+    return pa.table(
+        {
+            "row_number": pa.array(wanted, pa.int64()),
+            "raw_row": pa.array([texts.get(n) for n in wanted], pa.string()),
+        }
+    )
+
+
+def _parquet_rows(path: Path, names: tuple[str, ...], wanted: list[int]) -> dict[int, str]:
+    import duckdb
+    import pyarrow as pa
+
+    con = duckdb.connect(":memory:")
+    try:
+        con.execute("set enable_progress_bar = false")
+        con.execute("set TimeZone = 'UTC'")
+        con.register("wanted_rows", pa.table({"n": pa.array(wanted, pa.int64())}))
+        fields = [f"cast({_ident(n)} as varchar)" for n in names]
+        rows = con.execute(
+            f"""
+            select file_row_number + 1, {csv_render(fields)}
+            from read_parquet($path, file_row_number = true)
+            where file_row_number + 1 in (select n from wanted_rows)
+            """,
+            {"path": str(path)},
+        ).fetchall()
+    finally:
+        con.close()
+    return {int(n): str(text) for n, text in rows}
+
+
+def _csv_rows(path: Path, wanted: list[int]) -> dict[int, str]:
+    """The records numbered `wanted` (row 1 is the first after the header), re-joined as CSV."""
+    import numpy as np
+
+    spans: list[tuple[int, int, int]] = []
+    first = 0  # record number of the chunk's first record
+    targets = np.array(wanted, dtype=np.int64)
+    for starts, stops, _ in _record_chunks_lenient(path):
+        hit = targets[(targets >= first) & (targets < first + starts.size)]
+        spans += [(int(n), int(starts[n - first]), int(stops[n - first])) for n in hit]
+        first += int(starts.size)
+    out: dict[int, str] = {}
+    with path.open("rb") as fh:
+        for n, begin, end in spans:
+            fh.seek(begin)
+            text = fh.read(end - begin).decode("utf-8", errors="replace")
+            fields = next(csv.reader(io.StringIO(text, newline="")), [])
+            out[n] = _render(fields)
+    return out
+
+
+def _record_chunks_lenient(path: Path) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    try:
+        yield from _record_chunks(path)
+    except _OpenQuote:
+        return
