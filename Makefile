@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export DO_NOT_TRACK := 1
 
-.PHONY: install install-dev demo test lint typecheck sqllint workflows pytest clean
+.PHONY: install install-dev demo test lint typecheck sqllint structure workflows pytest clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +32,14 @@ lint: install-dev
 typecheck: install-dev
 	$(BIN)/mypy
 
+# sqlfluff's dbt templater opens the DuckDB target: give it a scratch file, not the repo's.
 sqllint: install-dev
-	$(BIN)/sqlfluff lint models macros tests/dbt
+	TRADEBASE_DUCKDB_PATH=$$(mktemp -d)/sqlfluff.duckdb DATABASE_URL= $(BIN)/sqlfluff lint models macros tests/dbt
+
+# dbt-project-evaluator's rules, checked from the manifest (dbt-bouncer.yml).
+structure: install-dev
+	DATABASE_URL= $(BIN)/dbt parse --profiles-dir . --quiet
+	$(BIN)/dbt-bouncer --config-file dbt-bouncer.yml
 
 workflows: install-dev
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
@@ -42,7 +48,7 @@ workflows: install-dev
 pytest: install-dev
 	$(BIN)/pytest -n 2
 
-test: lint typecheck sqllint workflows pytest
+test: lint typecheck sqllint structure workflows pytest
 
 clean:
 	rm -rf $(VENV) target logs *.duckdb

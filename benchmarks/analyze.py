@@ -4,7 +4,7 @@ For each size it generates trades over 500 components (benchmarks/_generate.py),
 path in its own fresh process so peak memory (max RSS) is per path:
   duckdb    `runner ingest` of the Parquet file, then `dbt build` of every model and test; the
             "SQL" figure is the execution time dbt reports for the models mart_performance is
-            built from (staging -> fct_trades -> fct_strategy_daily -> mart_performance).
+            built from (staging -> daily aggregate -> fct_strategy_daily -> mart_performance).
   pandas    the same metrics as one vectorised pandas computation (benchmarks/_reference.py).
   empyrical the same metrics with empyrical-reloaded called per component and window.
 Timings start with the data in memory (pandas) or in the warehouse (DuckDB). It prints the
@@ -32,8 +32,7 @@ sys.path.insert(0, str(ROOT))
 WINDOWS = [7, 14, 30]
 PERFORMANCE_PATH = (
     "stg_raw__trades",
-    "int_trades_enriched_with_regime",
-    "fct_trades",
+    "int_trades_aggregated_to_daily",
     "fct_strategy_daily",
     "mart_performance",
 )

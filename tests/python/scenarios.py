@@ -1,0 +1,303 @@
+"""Named scenarios for the dbt marts, and a private copy of the dbt project to build them in.
+
+It owns: copying the dbt project (so a test can write its own components seed), opening a fresh
+warehouse of either kind for a whole module, and turning named return series into raw trades.
+It does not assert anything; the test modules do.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from runner.config import Settings
+from runner.warehouse import Warehouse, connect
+from runner.warehouse.migrations import migrate
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+PROJECT_ENTRIES = ("dbt_project.yml", "profiles.yml", "models", "macros", "seeds", "tests/dbt")
+COMPONENT_COLUMNS = (
+    "component_id",
+    "initial_capital",
+    "periods_per_year",
+    "strategy",
+    "description",
+)
+LOADED_AT = datetime(2024, 1, 1, 0, 0, 0)
+
+
+# -- the dbt project copy -----------------------------------------------------------------------
+def copy_dbt_project(dest: Path, components: Sequence[Mapping[str, Any]] | None = None) -> Path:
+    """Copy the dbt project into `dest` (no target/, logs/ or DuckDB file) and, when given,
+    replace seeds/components.csv by `components` (dicts keyed by COMPONENT_COLUMNS; extra keys
+    become extra columns). Returns `dest`, ready for Settings(project_dir=dest)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for entry in PROJECT_ENTRIES:
+        src = PROJECT_DIR / entry
+        if src.is_dir():
+            shutil.copytree(src, dest / entry, dirs_exist_ok=True)
+        elif src.is_file():
+            (dest / entry).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / entry)
+    if components is not None:
+        write_components_seed(dest, components)
+    return dest
+
+
+def write_components_seed(project: Path, components: Sequence[Mapping[str, Any]]) -> None:
+    columns = list(COMPONENT_COLUMNS)
+    for row in components:
+        columns += [key for key in row if key not in columns]
+    lines = [",".join(columns)]
+    for row in components:
+        cells = ["" if row.get(c) is None else str(row[c]) for c in columns]
+        if any("," in cell or '"' in cell for cell in cells):
+            raise ValueError("keep seed cells free of commas and quotes")
+        lines.append(",".join(cells))
+    (project / "seeds" / "components.csv").write_text("\n".join(lines) + "\n")
+
+
+def drop_pg_schema(url: str, schema: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as con:
+        con.execute(f'drop schema if exists "{schema}" cascade'.encode())
+
+
+@contextmanager
+def fresh_settings(
+    kind: str, workdir: Path, project: Path, pg_url: str | None = None
+) -> Iterator[Settings]:
+    """Settings for an empty warehouse (a DuckDB file in `workdir`, or a new PostgreSQL schema
+    dropped afterwards) over the dbt project copy `project`. Usable at any fixture scope."""
+    if kind == "duckdb":
+        yield Settings(
+            duckdb_path=workdir / "tradebase.duckdb", project_dir=project, database_url=None
+        )
+        return
+    assert pg_url is not None
+    schema = f"tb_marts_{uuid.uuid4().hex[:10]}"
+    try:
+        yield Settings(database_url=pg_url, schema_name=schema, project_dir=project)
+    finally:
+        drop_pg_schema(pg_url, schema)
+
+
+@contextmanager
+def open_warehouse(settings: Settings) -> Iterator[Warehouse]:
+    """A migrated warehouse; close it (leave the block) before dbt runs on DuckDB."""
+    with connect(settings) as wh:
+        migrate(wh)
+        yield wh
+
+
+# -- raw rows -----------------------------------------------------------------------------------
+@dataclass
+class Trade:
+    trade_id: str
+    component_id: str
+    symbol: str
+    side: str
+    quantity: float
+    entry_ts: datetime
+    exit_ts: datetime
+    entry_price: float
+    exit_price: float
+    fees: float = 0.0
+    strategy_version: str | None = "v1"
+    variant: str | None = "champion"
+    model_version: str | None = None
+
+
+@dataclass
+class Prediction:
+    prediction_id: str
+    model_id: str
+    model_version: str
+    symbol: str
+    ts: datetime
+    predicted_label: int
+    predicted_proba: float | None
+    actual_label: int | None
+
+
+@dataclass
+class Bar:
+    symbol: str
+    ts: datetime
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+
+@dataclass
+class Dataset:
+    """Everything one build needs: the seed rows and the raw rows."""
+
+    components: list[dict[str, Any]] = field(default_factory=list)
+    trades: list[Trade] = field(default_factory=list)
+    predictions: list[Prediction] = field(default_factory=list)
+    bars: list[Bar] = field(default_factory=list)
+    # component_id -> {date: daily return} as constructed (for expected values)
+    daily_returns: dict[str, dict[date, float]] = field(default_factory=dict)
+
+    def add_component(
+        self, component_id: str, initial_capital: float, periods_per_year: int | None = 252
+    ) -> None:
+        self.components.append(
+            {
+                "component_id": component_id,
+                "initial_capital": initial_capital,
+                "periods_per_year": periods_per_year,
+                "strategy": "scenario",
+                "description": component_id.replace("_", " "),
+            }
+        )
+
+    def add_daily_return_trades(
+        self,
+        component_id: str,
+        returns: Mapping[date, float],
+        initial_capital: float,
+        symbol: str = "SCN",
+        periods_per_year: int | None = 252,
+    ) -> None:
+        """One long trade of quantity 1 per listed date, entry_price = that day's equity_start
+        and exit_price = equity_start * (1 + r), so the day's return is r; unlisted dates between
+        them are days on which nothing closed."""
+        self.add_component(component_id, initial_capital, periods_per_year)
+        equity = float(initial_capital)
+        realised: dict[date, float] = {}
+        for i, (day, r) in enumerate(sorted(returns.items())):
+            entry, exit_ = equity, equity * (1.0 + r)
+            self.trades.append(
+                Trade(
+                    trade_id=f"{component_id}-{i:05d}",
+                    component_id=component_id,
+                    symbol=symbol,
+                    side="long",
+                    quantity=1.0,
+                    entry_ts=datetime.combine(day, time(9, 30)),
+                    exit_ts=datetime.combine(day, time(16, 0)),
+                    entry_price=entry,
+                    exit_price=exit_,
+                )
+            )
+            realised[day] = r
+            equity += exit_ - entry
+        self.daily_returns[component_id] = realised
+
+    def load(self, wh: Warehouse) -> None:
+        import pyarrow as pa
+
+        def table(rows: list[Any], schema: pa.Schema, extra: dict[str, Any]) -> pa.Table:
+            cols: dict[str, list[Any]] = {f.name: [] for f in schema}
+            for n, row in enumerate(rows):
+                values = {**row.__dict__, **extra, "source_row": n + 1}
+                for name in cols:
+                    cols[name].append(values[name])
+            return pa.table(cols, schema=schema)
+
+        common = [
+            pa.field("ingest_id", pa.string()),
+            pa.field("source_row", pa.int64()),
+            pa.field("loaded_at", pa.timestamp("us")),
+        ]
+        extra = {"ingest_id": "scenario", "loaded_at": LOADED_AT}
+        ts = pa.timestamp("us")
+        if self.trades:
+            schema = pa.schema(
+                [
+                    ("trade_id", pa.string()),
+                    ("component_id", pa.string()),
+                    ("symbol", pa.string()),
+                    ("side", pa.string()),
+                    ("quantity", pa.float64()),
+                    ("entry_ts", ts),
+                    ("exit_ts", ts),
+                    ("entry_price", pa.float64()),
+                    ("exit_price", pa.float64()),
+                    ("fees", pa.float64()),
+                    ("strategy_version", pa.string()),
+                    ("variant", pa.string()),
+                    ("model_version", pa.string()),
+                    *common,
+                ]
+            )
+            wh.load_arrow("raw_trades", table(self.trades, schema, extra))
+        if self.predictions:
+            schema = pa.schema(
+                [
+                    ("prediction_id", pa.string()),
+                    ("model_id", pa.string()),
+                    ("model_version", pa.string()),
+                    ("symbol", pa.string()),
+                    ("ts", ts),
+                    ("predicted_label", pa.int32()),
+                    ("predicted_proba", pa.float64()),
+                    ("actual_label", pa.int32()),
+                    *common,
+                    ("labelled_at", ts),
+                ]
+            )
+            wh.load_arrow(
+                "raw_predictions", table(self.predictions, schema, {**extra, "labelled_at": None})
+            )
+        if self.bars:
+            schema = pa.schema(
+                [
+                    ("symbol", pa.string()),
+                    ("ts", ts),
+                    ("open", pa.float64()),
+                    ("high", pa.float64()),
+                    ("low", pa.float64()),
+                    ("close", pa.float64()),
+                    ("volume", pa.float64()),
+                    *common,
+                ]
+            )
+            wh.load_arrow("raw_bars", table(self.bars, schema, extra))
+
+
+# -- real series --------------------------------------------------------------------------------
+def consecutive_days(values: Sequence[float], last_day: date) -> dict[date, float]:
+    """Put a series on consecutive calendar days ending on `last_day`."""
+    start = last_day - timedelta(days=len(values) - 1)
+    return {start + timedelta(days=i): float(v) for i, v in enumerate(values)}
+
+
+def sp500_closes() -> np.ndarray:
+    from arch.data import sp500
+
+    return sp500.load()["Adj Close"].to_numpy(dtype=float)
+
+
+def goog_closes() -> np.ndarray:
+    from backtesting.test import GOOG
+
+    return GOOG["Close"].to_numpy(dtype=float)
+
+
+def close_to_close_returns(closes: np.ndarray) -> np.ndarray:
+    return closes[1:] / closes[:-1] - 1.0
+
+
+def window_returns(daily: Mapping[date, float], as_of: date, window_days: int) -> np.ndarray:
+    """The daily returns a window sees: every calendar date in (as_of - w, as_of] from the
+    first trade date on, zero where nothing closed (metrics.md)."""
+    if not daily:
+        return np.array([])
+    first = min(daily)
+    start = max(first, as_of - timedelta(days=window_days - 1))
+    n = (as_of - start).days + 1
+    return np.array([daily.get(start + timedelta(days=i), 0.0) for i in range(max(n, 0))])
