@@ -7,7 +7,6 @@ its own schema and drops it. Under CI=true a missing PostgreSQL fails instead of
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,8 +15,10 @@ import pytest
 from runner.config import Settings
 from runner.warehouse import Warehouse, connect
 from runner.warehouse.migrations import migrate
+from tests.python.scenarios import PROJECT_DIR, fresh_settings
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
+__all__ = ["PROJECT_DIR", "postgres_url"]
+
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
@@ -46,27 +47,12 @@ def pg_url() -> str:
     return url
 
 
-def _drop_schema(url: str, schema: str) -> None:
-    import psycopg
-
-    with psycopg.connect(url, autocommit=True) as con:
-        con.execute(f'drop schema if exists "{schema}" cascade'.encode())
-
-
 @pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
 def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
     """Settings for a new, empty warehouse: a DuckDB file in tmp_path, or a fresh PostgreSQL schema."""
-    if request.param == "duckdb":
-        yield Settings(
-            duckdb_path=tmp_path / "tradebase.duckdb", project_dir=PROJECT_DIR, database_url=None
-        )
-        return
-    url = request.getfixturevalue("pg_url")
-    schema = f"tb_test_{uuid.uuid4().hex[:10]}"
-    try:
-        yield Settings(database_url=url, schema_name=schema, project_dir=PROJECT_DIR)
-    finally:
-        _drop_schema(url, schema)
+    url = request.getfixturevalue("pg_url") if request.param == "postgres" else None
+    with fresh_settings(request.param, tmp_path, PROJECT_DIR, url) as settings:
+        yield settings
 
 
 @pytest.fixture

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
 from runner.config import Settings
 from runner.ingest import IngestResult, Kind, ingest_file
 from runner.warehouse import Warehouse
+from tests.python.scenarios import copy_dbt_project
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
 COMPONENTS = ("comp_a", "comp_b")
 
 TRADE_COLUMNS = (
@@ -24,14 +23,12 @@ BAR_COLUMNS = "symbol,ts,open,high,low,close,volume"
 
 def make_project(root: Path, components: tuple[str, ...] = COMPONENTS) -> Path:
     """A copy of the dbt project (dbt_project.yml, seeds/) whose components.csv lists `components`."""
-    project = root / "project"
-    project.mkdir()
-    shutil.copy(PROJECT_DIR / "dbt_project.yml", project / "dbt_project.yml")
-    shutil.copytree(PROJECT_DIR / "seeds", project / "seeds")
-    lines = ["component_id,initial_capital,periods_per_year,strategy,description"]
-    lines += [f"{c},100000,252,sma_cross,test component {c}" for c in components]
-    (project / "seeds" / "components.csv").write_text("\n".join(lines) + "\n")
-    return project
+    rows = [
+        {"component_id": c, "initial_capital": 100000, "periods_per_year": 252,
+         "strategy": "sma_cross", "description": f"test component {c}"}
+        for c in components
+    ]  # fmt: skip
+    return copy_dbt_project(root / "project", rows)
 
 
 def with_project(settings: Settings, project: Path) -> Settings:

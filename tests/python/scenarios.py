@@ -84,7 +84,7 @@ def fresh_settings(
         )
         return
     assert pg_url is not None
-    schema = f"tb_marts_{uuid.uuid4().hex[:10]}"
+    schema = f"tb_test_{uuid.uuid4().hex[:10]}"
     try:
         yield Settings(database_url=pg_url, schema_name=schema, project_dir=project)
     finally:

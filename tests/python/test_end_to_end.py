@@ -17,7 +17,8 @@ from runner.demo import SAMPLE_AS_OF, sample_file
 from runner.ingest import Kind, ingest_file
 from runner.warehouse import connect
 from runner.warehouse.migrations import migrate
-from tests.python.conftest import PROJECT_DIR, _drop_schema
+from tests.python.conftest import PROJECT_DIR
+from tests.python.scenarios import drop_pg_schema
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +64,7 @@ def test_sample_data_gives_the_same_marts_on_duckdb_and_postgres(
             Settings(database_url=pg_url, schema_name=schema, project_dir=PROJECT_DIR)
         )
     finally:
-        _drop_schema(pg_url, schema)
+        drop_pg_schema(pg_url, schema)
     assert len(duck) == len(pg) == 9  # 3 components x 3 windows
     for d, p in zip(duck, pg, strict=True):
         assert d.keys() == p.keys()

@@ -79,7 +79,7 @@ def test_two_migrations_at_once_on_postgres_apply_each_version_once(pg_url: str)
     """Two runners start on an empty schema at the same instant: one applies, one waits and skips."""
     import uuid
 
-    from tests.python.conftest import _drop_schema
+    from tests.python.scenarios import drop_pg_schema
 
     settings = Settings(database_url=pg_url, schema_name=f"tb_test_{uuid.uuid4().hex[:10]}")
     results: list[list[int]] = []
@@ -103,7 +103,7 @@ def test_two_migrations_at_once_on_postgres_apply_each_version_once(pg_url: str)
         assert not errors
         assert sorted(results, key=len) == [[], list(range(1, LATEST + 1))]
     finally:
-        _drop_schema(pg_url, settings.schema)
+        drop_pg_schema(pg_url, settings.schema)
 
 
 COMMANDS = ("init", "ingest", "analyze", "demo")
@@ -149,3 +149,26 @@ def test_init_twice_on_duckdb_reports_up_to_date(tmp_path: Path) -> None:
     second = runner.invoke(app, ["--duckdb-path", str(db), "init"], env={"DATABASE_URL": ""})
     assert first.exit_code == 0 and "Applied migrations" in first.output
     assert second.exit_code == 0 and "up to date" in " ".join(second.output.split())
+
+
+def test_two_runners_at_once_on_one_duckdb_file_both_succeed(tmp_path: Path) -> None:
+    """DuckDB lets one process hold the file: the second `runner init` waits for it, then finds
+    the schema up to date; neither fails and each migration is recorded once."""
+    db = tmp_path / "shared.duckdb"
+    runner = Path(sys.executable).parent / "runner"
+    env = {"PATH": str(Path(sys.executable).parent), "TRADEBASE_PROJECT_DIR": str(PROJECT_DIR)}
+    procs = [
+        subprocess.Popen(
+            [str(runner), "--duckdb-path", str(db), "init"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=90) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    with connect(Settings(duckdb_path=db, database_url=None)) as wh:
+        versions = wh.fetchall("select version from schema_migrations order by version")
+        assert versions == [(v,) for v in range(1, LATEST + 1)]
