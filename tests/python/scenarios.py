@@ -197,6 +197,35 @@ class Dataset:
             equity += exit_ - entry
         self.daily_returns[component_id] = realised
 
+    def add_pnl_trades(
+        self,
+        component_id: str,
+        pnls_by_day: Mapping[date, Sequence[float]],
+        symbol: str = "SCN",
+        entry_price: float = 100.0,
+        quantity: float = 10.0,
+    ) -> None:
+        """Trades of an existing component: for each date, one long trade per listed net P&L
+        (entry at `entry_price`, exit so that (exit - entry) * quantity is the P&L, no fees),
+        entered and exited that day. Trade ids continue the component's existing ones."""
+        n = sum(1 for t in self.trades if t.component_id == component_id)
+        for day, pnls in sorted(pnls_by_day.items()):
+            for pnl in pnls:
+                self.trades.append(
+                    Trade(
+                        trade_id=f"{component_id}-{n:05d}",
+                        component_id=component_id,
+                        symbol=symbol,
+                        side="long",
+                        quantity=quantity,
+                        entry_ts=datetime.combine(day, time(9, 30)),
+                        exit_ts=datetime.combine(day, time(16, 0)),
+                        entry_price=entry_price,
+                        exit_price=entry_price + pnl / quantity,
+                    )
+                )
+                n += 1
+
     def load(self, wh: Warehouse) -> None:
         import pyarrow as pa
 
