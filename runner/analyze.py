@@ -1,16 +1,19 @@
-"""ANALYZE: build the analytics marts with dbt and read the latest performance back.
+"""ANALYZE: build the analytics marts with dbt, read the latest performance back, and record
+what IDENTIFY finds (alerts, recommendations) in the audit trail.
 
-The metrics themselves are SQL (models/marts/analyze); this module only orchestrates and reads.
+The metrics and rules themselves are SQL (models/marts); this module only orchestrates and reads.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from runner.audit import AuditTrail, StoredEvent
 from runner.config import Settings
 from runner.dbt import NodeResult, run_dbt
+from runner.identify import Alert, Recommendation, for_component, identify
 from runner.warehouse import Warehouse, connect
 from runner.warehouse.migrations import migrate
 
@@ -37,6 +40,11 @@ class AnalysisResult:
     as_of: date | None
     nodes: list[NodeResult]
     performance: list[dict[str, Any]]
+    run_id: str = ""
+    alerts: list[Alert] = field(default_factory=list)  # open: warning, critical
+    recommendations: list[Recommendation] = field(default_factory=list)  # by priority
+    events: list[StoredEvent] = field(default_factory=list)  # appended by this run
+    notes: list[str] = field(default_factory=list)
 
 
 def build_analytics(settings: Settings, as_of: date | None = None) -> list[NodeResult]:
@@ -63,7 +71,24 @@ def latest_performance(wh: Warehouse, component: str | None = None) -> list[dict
 def analyze(
     settings: Settings, as_of: date | None = None, component: str | None = None
 ) -> AnalysisResult:
+    """Build the marts, then record this run's IDENTIFY events (for every component) and return
+    the performance, open alerts and recommendations (of `component` only, when given)."""
     nodes = build_analytics(settings, as_of)
     with connect(settings) as wh:
         performance = latest_performance(wh, component)
-    return AnalysisResult(as_of=as_of, nodes=nodes, performance=performance)
+        trail = AuditTrail(wh, secrets=settings.secrets())
+        found = identify(wh, trail, models_built=models_built(nodes))
+    return AnalysisResult(
+        as_of=as_of,
+        nodes=nodes,
+        performance=performance,
+        run_id=trail.run_id,
+        alerts=for_component(found.alerts, component),
+        recommendations=for_component(found.recommendations, component),
+        events=found.events,
+        notes=found.notes,
+    )
+
+
+def models_built(nodes: list[NodeResult]) -> int:
+    return sum(1 for n in nodes if n.resource_type == "model" and n.status == "success")

@@ -11,13 +11,14 @@ from runner.cli.analyze import analyze_command
 from runner.cli.app import app, err_console, init
 from runner.cli.demo import demo
 from runner.cli.ingest import ingest
+from runner.cli.status import status
 from runner.errors import TradebaseError
 from runner.redact import redact
 
 __all__ = ["app", "main"]
 
 # Registration order is the order of `runner --help`: the steps as a user takes them.
-for command in (init, ingest, analyze_command, demo):
+for command in (init, ingest, analyze_command, status, demo):
     app.command(command.__name__.removesuffix("_command"))(command)
 
 

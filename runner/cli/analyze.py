@@ -1,15 +1,24 @@
-"""`runner analyze`: build the analytics marts and print the latest metrics per component."""
+"""`runner analyze`: build the marts, record what IDENTIFY found, and print the latest metrics per
+component, the open alerts and the prioritized recommendations."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import date, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from runner.analyze import analyze
+from runner.analyze import AnalysisResult, analyze
 from runner.cli.app import console, settings_of
-from runner.cli.render import performance_tables, to_json
+from runner.cli.render import (
+    alerts_table,
+    performance_tables,
+    recommendations_table,
+    section,
+    to_json,
+)
+from runner.status import event_dict
 
 
 def parse_date(value: str | None) -> date | None:
@@ -32,9 +41,11 @@ def analyze_command(
     component: Annotated[
         str | None, typer.Option("--component", "-c", help="Only print this component.")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print metrics, alerts and recommendations as JSON.")
+    ] = False,
 ) -> None:
-    """Build the marts with dbt and print the latest metrics.
+    """Build the marts; print metrics, alerts and recommendations.
 
     Example: [bold]runner analyze --as-of 2018-12-31[/bold]
     """
@@ -42,7 +53,7 @@ def analyze_command(
     as_of_date = parse_date(as_of)
     if as_json:
         result = analyze(settings, as_of_date, component)
-        typer.echo(to_json(result.performance))
+        typer.echo(to_json(result_dict(result)))
         return
     with console.status("Building the analytics marts (dbt build)…"):
         result = analyze(settings, as_of_date, component)
@@ -51,6 +62,22 @@ def analyze_command(
             "No performance rows: ingest trades first (runner ingest trades FILE) and check that "
             "their components are declared in seeds/components.csv."
         )
-        return
     for table in performance_tables(result.performance):
         console.print(table)
+    console.print(section(result.alerts, alerts_table, "No open alerts (warning or critical)."))
+    console.print(section(result.recommendations, recommendations_table, "No recommendations."))
+    for note in result.notes:
+        console.print(f"[dim]Note: {note}[/]", highlight=False)
+
+
+def result_dict(result: AnalysisResult) -> dict[str, Any]:
+    """What `--json` prints: the metrics, open alerts, recommendations and this run's events."""
+    return {
+        "as_of": result.as_of,
+        "run_id": result.run_id,
+        "performance": result.performance,
+        "alerts": [asdict(a) for a in result.alerts],
+        "recommendations": [asdict(r) for r in result.recommendations],
+        "events": [event_dict(e) for e in result.events],
+        "notes": result.notes,
+    }

@@ -1,16 +1,28 @@
-"""Rich rendering of engine results: number formats and the performance tables."""
+"""Rich rendering of engine results: number formats, the performance tables, and the alert,
+recommendation, event, queue and A/B test tables of `runner analyze` and `runner status`."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
+from runner.audit import StoredEvent
+from runner.identify import Alert, Recommendation
+
 # How each metric reads best: fractions as percentages, ratios with two decimals.
-_PERCENT = {"win_rate", "avg_trade_return", "expectancy", "max_drawdown", "annual_return"}
+_PERCENT = {
+    "win_rate",
+    "avg_trade_return",
+    "expectancy",
+    "max_drawdown",
+    "annual_return",
+    "model_accuracy",
+}
 _RATIO = {"profit_factor", "sharpe", "sortino", "calmar"}
 _LABELS = {
     "window_days": "window",
@@ -58,6 +70,121 @@ def performance_tables(rows: Iterable[Mapping[str, Any]]) -> list[Table]:
                 table.add_row(label, *(fmt(metric, window[metric]) for window in windows))
         tables.append(table)
     return tables
+
+
+STATUS_STYLE = {"critical": "bold red", "warning": "yellow"}
+
+
+def _text(value: Any) -> str:
+    """Data shown in a table cell: markup escaped, missing values as a dim dash."""
+    return "[dim]—[/]" if value is None else escape(str(value))
+
+
+def _when(value: datetime | None) -> str:
+    return "[dim]—[/]" if value is None else f"{value:%Y-%m-%d %H:%M}"
+
+
+def status_cell(status: str) -> str:
+    style = STATUS_STYLE.get(status)
+    return f"[{style}]{escape(status)}[/]" if style else escape(status)
+
+
+def alerts_table(alerts: Iterable[Alert]) -> Table:
+    """Open alerts, critical (red) before warning (yellow)."""
+    table = Table(title="Open alerts", title_justify="left")
+    for column in ("status", "subject", "metric", "window", "value", "threshold", "evidence"):
+        table.add_column(
+            column,
+            justify="right" if column in ("value", "threshold") else "left",
+            no_wrap=column in ("status", "metric"),
+        )
+    for a in alerts:
+        subject = a.subject_id if a.subject_type == "component" else f"model {a.subject_id}"
+        if a.subject_type == "model" and a.model_version:
+            subject += f" {a.model_version}"
+        table.add_row(
+            status_cell(a.status),
+            _text(subject),
+            _text(a.metric),
+            f"{a.window_days}d",
+            fmt(a.metric, a.value),
+            fmt(a.metric, a.threshold_value),
+            f"{a.evidence_count}/{a.min_evidence}",
+        )
+    return table
+
+
+def recommendations_table(recommendations: Iterable[Recommendation]) -> Table:
+    """Recommendations by priority (1 = most urgent)."""
+    table = Table(title="Recommendations", title_justify="left")
+    for column in ("priority", "component", "action", "reason"):
+        table.add_column(column, justify="right" if column == "priority" else "left")
+    for r in recommendations:
+        table.add_row(
+            str(r.priority), _text(r.component_id), _text(r.recommendation_type), _text(r.reason)
+        )
+    return table
+
+
+def events_table(events: Iterable[StoredEvent], days: int) -> Table:
+    """Audit events, newest first."""
+    table = Table(title=f"Improvement events, last {days} days", title_justify="left")
+    table.add_column("time (UTC)", no_wrap=True)
+    table.add_column("event", no_wrap=True)
+    table.add_column("component")
+    table.add_column("reason")
+    for e in events:
+        table.add_row(
+            _when(e.event_timestamp),
+            _text(e.event_type),
+            _text(e.component_id),
+            _text(e.trigger_reason),
+        )
+    return table
+
+
+def queue_table(tasks: Iterable[Mapping[str, Any]]) -> Table:
+    """Enabled optimization tasks by next run."""
+    table = Table(title="Pending optimizations", title_justify="left")
+    table.add_column("next run (UTC)", no_wrap=True)
+    table.add_column("task", no_wrap=True)
+    for column in ("component", "frequency", "prio", "status"):
+        table.add_column(column, overflow="fold")
+    for t in tasks:
+        table.add_row(
+            _when(t["next_run_at"]),
+            _text(t["task_type"]),
+            _text(t["component_id"]),
+            _text(t["frequency"]),
+            str(t["priority"]),
+            _text(t["status"]),
+        )
+    return table
+
+
+def ab_tests_table(tests: Iterable[Mapping[str, Any]]) -> Table:
+    """Running A/B tests: versions, ramp stage and the latest estimate."""
+    table = Table(title="Running A/B tests", title_justify="left")
+    for column in ("test", "component", "control", "treatment", "stage", "improvement"):
+        table.add_column(column, justify="right" if column in ("stage", "improvement") else "left")
+    for t in tests:
+        improvement = t["improvement_percent"]
+        table.add_row(
+            _text(t["test_name"]),
+            _text(t["component_id"]),
+            _text(t["control_version"]),
+            _text(t["treatment_version"]),
+            f"{t['current_stage']}%",
+            "[dim]—[/]" if improvement is None else f"{float(improvement):+.2f}%",
+        )
+    return table
+
+
+def section(
+    rows: Sequence[Any], table: Callable[[Sequence[Any]], Table], empty: str
+) -> Table | str:
+    """The table of `rows`, or the one line saying the section is empty."""
+    return table(rows) if rows else f"[dim]{escape(empty)}[/]"
 
 
 def to_json(value: Any) -> str:

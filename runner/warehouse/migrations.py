@@ -110,6 +110,90 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        2,
+        "engine tables: improvement_events (audit trail), optimization_queue, ab_tests",
+        (
+            # Engine timestamps are `timestamp with time zone`: the monitoring queries compare them
+            # with NOW(), which is timestamptz on both warehouses. JSON is stored as text holding a
+            # JSON document (portable; cast with ::json on DuckDB, ::jsonb on PostgreSQL).
+            # Open-ended vocabularies (event_type, frequency) have no CHECK: DuckDB cannot alter
+            # a constraint later, so only closed enums are checked in SQL.
+            """
+            create table if not exists improvement_events (
+                -- append-only: the engine inserts, never updates or deletes (runner/audit.py)
+                event_id text primary key,
+                event_timestamp timestamp with time zone not null,
+                event_type text not null,
+                component_id text,
+                trigger_reason text not null,
+                improvement_metrics text not null,
+                run_id text,
+                recommendation_id text,
+                alert_id text,
+                task_id text,
+                deployment_id text,
+                test_id text,
+                as_of_date date
+            )
+            """,
+            "create index if not exists improvement_events_by_time"
+            " on improvement_events (event_timestamp)",
+            """
+            create table if not exists optimization_queue (
+                task_id text primary key,
+                task_type text not null check (
+                    task_type in ('hyperparameter', 'retrain', 'feature_selection', 'risk_adjustment')
+                ),
+                component_id text,
+                frequency text not null,
+                priority integer not null default 3 check (priority >= 1),
+                config text not null default '{}',
+                enabled boolean not null default true,
+                status text not null default 'pending' check (
+                    status in ('pending', 'running', 'succeeded', 'failed', 'paused')
+                ),
+                next_run_at timestamp with time zone not null,
+                last_run_at timestamp with time zone,
+                consecutive_failures integer not null default 0 check (consecutive_failures >= 0),
+                last_error text,
+                source text not null check (source in ('declared', 'recommendation')),
+                recommendation_id text,
+                created_at timestamp with time zone not null,
+                updated_at timestamp with time zone not null
+            )
+            """,
+            """
+            create table if not exists ab_tests (
+                test_id text primary key,
+                test_name text not null,
+                component_id text not null,
+                control_version text not null,
+                treatment_version text not null,
+                status text not null default 'running' check (
+                    status in ('running', 'promoted', 'rolled_back', 'inconclusive', 'aborted')
+                ),
+                current_stage integer not null default 10 check (current_stage in (10, 50, 100)),
+                improvement_percent double precision,
+                alpha double precision not null check (alpha > 0 and alpha < 1),
+                planned_n bigint not null check (planned_n > 0),
+                margin double precision not null check (margin >= 0),
+                primary_metric text not null,
+                randomisation_unit text not null,
+                n_control bigint not null default 0,
+                n_treatment bigint not null default 0,
+                estimate double precision,
+                cs_lower double precision,
+                cs_upper double precision,
+                always_valid_p double precision,
+                srm_p double precision,
+                started_at timestamp with time zone not null,
+                updated_at timestamp with time zone not null,
+                ended_at timestamp with time zone
+            )
+            """,
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -42,6 +42,26 @@ def test_demo_builds_the_marts_and_calls_out_the_degrading_component(tmp_path: P
     assert database.is_file()
 
 
+def test_analyze_without_as_of_ends_the_windows_today_in_utc(tmp_path: Path) -> None:
+    """With no --as-of the windows end today (UTC); components idle since 2018 show flat windows."""
+    import json
+    from datetime import UTC, datetime
+
+    database = tmp_path / "demo.duckdb"
+    runner = CliRunner()
+    env = {"DATABASE_URL": ""}
+    assert runner.invoke(app, ["demo", "--database", str(database)], env=env).exit_code == 0
+    result = runner.invoke(app, ["--duckdb-path", str(database), "analyze", "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)["performance"]
+    today = datetime.now(UTC).date().isoformat()
+    assert {r["as_of_date"] for r in rows} == {today}
+    for row in rows:
+        assert row["n_trades"] == 0 and row["n_days"] == row["window_days"]
+        assert row["sharpe"] is None and row["win_rate"] is None
+        assert row["max_drawdown"] == 0.0
+
+
 def _sample_marts(settings: Settings) -> list[dict[str, Any]]:
     with connect(settings) as wh:
         migrate(wh)
