@@ -5,13 +5,21 @@
 
 {#-
     Status of a metric value against its thresholds (seeds/alert_thresholds.csv). Too little
-    evidence, or an undefined value, is insufficient_data and never an alarm (statistics.md §4).
+    evidence, or an undefined value, is insufficient_data and never an alarm (statistics.md §4);
+    with `trades`, fewer closed trades than `min_trades` is insufficient too (alerts only: the
+    rolling daily series keeps the per-metric evidence so periods can be traced day by day).
     higher_is_better: critical if value < critical, warning if < warning, below_target if
     <= target, else ok. lower_is_better mirrors it: > critical, > warning, >= target.
 -#}
-{% macro metric_status(value, evidence, min_evidence, direction, target, warning, critical) -%}
+{% macro metric_status(
+    value, evidence, min_evidence, direction, target, warning, critical,
+    trades=none, min_trades=none
+) -%}
     (case
         when {{ value }} is null or {{ evidence }} < {{ min_evidence }} then 'insufficient_data'
+        {%- if trades is not none %}
+        when coalesce({{ trades }} < {{ min_trades }}, false) then 'insufficient_data'
+        {%- endif %}
         when {{ direction }} = 'higher_is_better' and {{ value }} < {{ critical }} then 'critical'
         when {{ direction }} = 'higher_is_better' and {{ value }} < {{ warning }} then 'warning'
         when {{ direction }} = 'higher_is_better' and {{ value }} <= {{ target }} then 'below_target'

@@ -24,7 +24,8 @@ defaults as (
         warning_value,
         critical_value,
         min_evidence,
-        evidence_unit
+        evidence_unit,
+        min_trades
 
     from thresholds
     where component_id is null
@@ -41,7 +42,8 @@ overrides as (
         warning_value,
         critical_value,
         min_evidence,
-        evidence_unit
+        evidence_unit,
+        min_trades
 
     from thresholds
     where component_id is not null
@@ -82,7 +84,11 @@ resolved as (
             when overrides.component_id is not null then overrides.min_evidence
             else defaults.min_evidence
         end as min_evidence,
-        coalesce(overrides.evidence_unit, defaults.evidence_unit) as evidence_unit
+        coalesce(overrides.evidence_unit, defaults.evidence_unit) as evidence_unit,
+        case
+            when overrides.component_id is not null then overrides.min_trades
+            else defaults.min_trades
+        end as min_trades
 
     from component_metrics
     inner join defaults

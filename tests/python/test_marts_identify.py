@@ -168,13 +168,16 @@ def build_dataset() -> Dataset:
 
 
 def recovery_days(ds: Dataset) -> Dataset:
-    """Twenty healthy days after AS_OF for `recovers` (loaded before the LATER build)."""
+    """Twenty days after AS_OF (loaded before the LATER build): healthy for `recovers`; the
+    crash and the losing strategy keep trading, so their problems persist with enough trades
+    in the 30-day window (fewer than 20 trades would be insufficient_data, not a problem)."""
     extra = Dataset()
-    extra.add_pnl_trades(
-        "recovers", {AS_OF + timedelta(days=i): healthy_pnls(i) for i in range(1, 21)}
-    )
+    after = [AS_OF + timedelta(days=i) for i in range(1, 21)]
+    extra.add_pnl_trades("recovers", {d: healthy_pnls(i + 1) for i, d in enumerate(after)})
+    extra.add_pnl_trades("sharpe_critical", {d: [-0.002 * CAPITAL] for d in after})
+    extra.add_pnl_trades("drawdown_critical", {d: [0.0005 * CAPITAL] for d in after})
     for t in extra.trades:
-        t.trade_id = f"recovers-later-{t.trade_id}"
+        t.trade_id = f"{t.component_id}-later-{t.trade_id}"
     return extra
 
 
@@ -232,9 +235,16 @@ def is_null(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def expected_status(metric: str, value: float | None, evidence: int) -> str:
+MIN_TRADES = 20  # seeds/alert_thresholds.csv: min_trades of every component metric
+
+
+def expected_status(
+    metric: str, value: float | None, evidence: int, n_trades: int | None = None
+) -> str:
     direction, target, warning, critical, min_evidence = THRESHOLDS[metric]
     if value is None or is_null(value) or evidence < min_evidence:
+        return "insufficient_data"
+    if n_trades is not None and n_trades < MIN_TRADES:
         return "insufficient_data"
     if direction == "higher":
         if value < critical:
@@ -278,7 +288,8 @@ def test_every_alert_status_follows_the_thresholds(built: Built) -> None:
         else:
             assert row.value == pytest.approx(value, abs=1e-12)
         assert row.evidence_count == p[evidence_col[row.metric]]
-        status = expected_status(row.metric, row.value, row.evidence_count)
+        assert row.n_trades == p["n_trades"]
+        status = expected_status(row.metric, row.value, row.evidence_count, int(p["n_trades"]))
         assert row.status == status, (row.component_id, row.metric, row.window_days)
         assert row.is_alert == (status in ("warning", "critical"))
     crossed = {"critical": "critical", "warning": "warning", "below_target": "target"}
@@ -290,7 +301,9 @@ def test_every_alert_status_follows_the_thresholds(built: Built) -> None:
     ("subject", "metric", "window", "status", "threshold"),
     [
         ("sharpe_critical", "sharpe", 30, "critical", 0.5),
-        ("drawdown_critical", "max_drawdown", 7, "critical", 0.15),
+        ("drawdown_critical", "max_drawdown", 30, "critical", 0.15),
+        # Seven one-trade days: a crash in them is noise-sized evidence, not an alarm.
+        ("drawdown_critical", "max_drawdown", 7, "insufficient_data", None),
         ("drawdown_warning", "max_drawdown", 30, "warning", 0.10),
         ("winrate_critical", "win_rate", 30, "critical", 0.45),
         ("winrate_warning", "win_rate", 14, "warning", 0.50),

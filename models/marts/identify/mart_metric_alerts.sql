@@ -38,7 +38,8 @@ component_values as (
         window_days,
         'win_rate' as metric,
         win_rate as metric_value,
-        n_trades as evidence_count
+        n_trades as evidence_count,
+        n_trades
 
     from performance
 
@@ -50,7 +51,8 @@ component_values as (
         window_days,
         'sharpe' as metric,
         sharpe as metric_value,
-        n_days as evidence_count
+        n_days as evidence_count,
+        n_trades
 
     from performance
 
@@ -62,7 +64,8 @@ component_values as (
         window_days,
         'max_drawdown' as metric,
         0 - max_drawdown as metric_value,
-        n_days as evidence_count
+        n_days as evidence_count,
+        n_trades
 
     from performance
 
@@ -81,6 +84,8 @@ component_subjects as (
         component_values.metric,
         component_values.metric_value,
         component_values.evidence_count,
+        component_values.n_trades,
+        component_thresholds.min_trades,
         component_thresholds.direction,
         component_thresholds.target_value,
         component_thresholds.warning_value,
@@ -108,6 +113,8 @@ model_subjects as (
         thresholds.metric,
         model_accuracy.accuracy as metric_value,
         model_accuracy.n_predictions as evidence_count,
+        cast(null as bigint) as n_trades,
+        cast(null as bigint) as min_trades,
         thresholds.direction,
         thresholds.target_value,
         thresholds.warning_value,
@@ -136,7 +143,7 @@ scored as (
         *,
         {{ tradebase.metric_status(
             'metric_value', 'evidence_count', 'min_evidence', 'direction', 'target_value',
-            'warning_value', 'critical_value'
+            'warning_value', 'critical_value', trades='n_trades', min_trades='min_trades'
         ) }} as status
 
     from subjects
@@ -157,6 +164,7 @@ final as (
         cast(as_of_date as date) as as_of_date,
         cast(window_days as integer) as window_days,
         cast(metric as text) as metric,
+        cast(n_trades as bigint) as n_trades,
         cast(direction as text) as direction,
         cast(metric_value as double precision) as value,  -- noqa: RF04
         cast(status as text) as status,
