@@ -53,6 +53,10 @@ class Settings(BaseSettings):
         description="Schema for every table and model (default: main on DuckDB, public on PostgreSQL).",
     )
     project_dir: Path | None = Field(default=None, description="The dbt project (dbt_project.yml).")
+    dbt_artifacts_dir: Path | None = Field(
+        default=None,
+        description="Where dbt writes target/ and logs/ (default: the project directory).",
+    )
     lock_timeout_seconds: float = Field(
         default=30.0, description="How long to wait for another runner holding the DuckDB file."
     )
@@ -82,6 +86,14 @@ class Settings(BaseSettings):
     @cached_property
     def project(self) -> Path:
         return (self.project_dir or find_project_dir()).resolve()
+
+    @property
+    def dbt_target_dir(self) -> Path:
+        return (self.dbt_artifacts_dir or self.project) / "target"
+
+    @property
+    def dbt_log_dir(self) -> Path:
+        return (self.dbt_artifacts_dir or self.project) / "logs"
 
     @property
     def duckdb_file(self) -> Path:

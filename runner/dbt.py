@@ -79,9 +79,9 @@ def run_dbt(
         "--profiles-dir",
         project,
         "--target-path",
-        str(settings.project / "target"),
+        str(settings.dbt_target_dir),
         "--log-path",
-        str(settings.project / "logs"),
+        str(settings.dbt_log_dir),
     ]
     if dbt_vars:
         args += ["--vars", json.dumps(dict(dbt_vars))]

@@ -12,9 +12,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from runner.analyze import build_analytics, latest_performance
+from runner.analyze import AnalysisResult, analyze
 from runner.config import Settings
-from runner.dbt import NodeResult
 from runner.ingest import IngestResult, Kind, ingest_file
 from runner.warehouse import connect
 from runner.warehouse.migrations import migrate
@@ -28,8 +27,11 @@ class DemoResult:
     database: Path
     as_of: date
     ingests: list[IngestResult]
-    nodes: list[NodeResult]
-    performance: list[dict[str, Any]]
+    analysis: AnalysisResult
+
+    @property
+    def performance(self) -> list[dict[str, Any]]:
+        return self.analysis.performance
 
 
 def sample_file(kind: Kind) -> Path:
@@ -42,7 +44,8 @@ def demo_settings(settings: Settings, database: Path) -> Settings:
 
 
 def run_demo(settings: Settings, database: Path = DEFAULT_DEMO_DB) -> DemoResult:
-    """Recreate `database`, ingest the sample bars, trades and predictions, build the marts."""
+    """Recreate `database`, ingest the sample bars, trades and predictions, then ANALYZE and
+    IDENTIFY exactly as `runner analyze` does (marts built, alerts and recommendations recorded)."""
     demo = demo_settings(settings, database)
     for stale in (demo.duckdb_file, demo.duckdb_file.with_name(demo.duckdb_file.name + ".wal")):
         stale.unlink(missing_ok=True)
@@ -52,7 +55,4 @@ def run_demo(settings: Settings, database: Path = DEFAULT_DEMO_DB) -> DemoResult
             ingest_file(wh, demo, kind, sample_file(kind))
             for kind in (Kind.bars, Kind.trades, Kind.predictions)
         ]
-    nodes = build_analytics(demo, SAMPLE_AS_OF)
-    with connect(demo) as wh:
-        performance = latest_performance(wh)
-    return DemoResult(demo.duckdb_file, SAMPLE_AS_OF, ingests, nodes, performance)
+    return DemoResult(demo.duckdb_file, SAMPLE_AS_OF, ingests, analyze(demo, SAMPLE_AS_OF))

@@ -8,7 +8,13 @@ from typing import Annotated, Any
 import typer
 
 from runner.cli.app import console, settings_of
-from runner.cli.render import fmt, performance_tables
+from runner.cli.render import (
+    alerts_table,
+    fmt,
+    performance_tables,
+    recommendations_table,
+    section,
+)
 from runner.demo import DEFAULT_DEMO_DB, run_demo
 
 
@@ -44,8 +50,9 @@ def demo(
             f"{ingest.rejected} rejected"
         )
     console.rule("2. Analyze (dbt build)")
-    models = sum(1 for n in result.nodes if n.resource_type.endswith("model"))
-    tests = sum(1 for n in result.nodes if n.resource_type.endswith("test"))
+    nodes = result.analysis.nodes
+    models = sum(1 for n in nodes if n.resource_type.endswith("model"))
+    tests = sum(1 for n in nodes if n.resource_type.endswith("test"))
     console.print(f"{models} models built, {tests} data tests passed, as of {result.as_of}.")
     for table in performance_tables(result.performance):
         console.print(table)
@@ -53,8 +60,13 @@ def demo(
     for row in result.performance:
         if row["window_days"] == 30:
             console.print(f"[bold]{row['component_id']}[/]: {_verdict(row)}")
+    console.rule("4. Identify: open alerts and recommendations")
+    analysis = result.analysis
+    console.print(section(analysis.alerts, alerts_table, "No open alerts (warning or critical)."))
+    console.print(section(analysis.recommendations, recommendations_table, "No recommendations."))
     console.print(
         f"\nThe marts are in {result.database}. Explore them with\n"
         f"  runner --duckdb-path {database} analyze --as-of {result.as_of}\n"
-        f"or any SQL client: select * from mart_performance;"
+        f"  runner --duckdb-path {database} status\n"
+        f"or any SQL client: select * from mart_recommendations;"
     )

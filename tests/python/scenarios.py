@@ -80,13 +80,18 @@ def fresh_settings(
     dropped afterwards) over the dbt project copy `project`. Usable at any fixture scope."""
     if kind == "duckdb":
         yield Settings(
-            duckdb_path=workdir / "tradebase.duckdb", project_dir=project, database_url=None
+            duckdb_path=workdir / "tradebase.duckdb",
+            project_dir=project,
+            database_url=None,
+            dbt_artifacts_dir=workdir,
         )
         return
     assert pg_url is not None
     schema = f"tb_test_{uuid.uuid4().hex[:10]}"
     try:
-        yield Settings(database_url=pg_url, schema_name=schema, project_dir=project)
+        yield Settings(
+            database_url=pg_url, schema_name=schema, project_dir=project, dbt_artifacts_dir=workdir
+        )
     finally:
         drop_pg_schema(pg_url, schema)
 

@@ -31,7 +31,9 @@ def test_demo_builds_the_marts_and_calls_out_the_degrading_component(tmp_path: P
     """`runner demo` on a fresh file: every row loads, dbt builds, trend_spx is flagged as losing."""
     database = tmp_path / "demo.duckdb"
     result = CliRunner().invoke(
-        app, ["demo", "--database", str(database)], env={"DATABASE_URL": ""}
+        app,
+        ["demo", "--database", str(database)],
+        env={"DATABASE_URL": "", "TRADEBASE_DBT_ARTIFACTS_DIR": str(tmp_path)},
     )
     assert result.exit_code == 0, result.output
     out = _flat(result.output)
@@ -49,7 +51,7 @@ def test_analyze_without_as_of_ends_the_windows_today_in_utc(tmp_path: Path) -> 
 
     database = tmp_path / "demo.duckdb"
     runner = CliRunner()
-    env = {"DATABASE_URL": ""}
+    env = {"DATABASE_URL": "", "TRADEBASE_DBT_ARTIFACTS_DIR": str(tmp_path)}
     assert runner.invoke(app, ["demo", "--database", str(database)], env=env).exit_code == 0
     result = runner.invoke(app, ["--duckdb-path", str(database), "analyze", "--json"], env=env)
     assert result.exit_code == 0, result.output
@@ -60,6 +62,27 @@ def test_analyze_without_as_of_ends_the_windows_today_in_utc(tmp_path: Path) -> 
         assert row["n_trades"] == 0 and row["n_days"] == row["window_days"]
         assert row["sharpe"] is None and row["win_rate"] is None
         assert row["max_drawdown"] == 0.0
+
+
+def test_dbt_docs_generate_documents_every_mart(tmp_path: Path) -> None:
+    """`dbt docs generate` runs on a built warehouse and its catalog lists every mart."""
+    import json
+
+    from runner.dbt import run_dbt
+    from runner.demo import run_demo
+
+    settings = Settings(
+        duckdb_path=tmp_path / "d.duckdb",
+        project_dir=PROJECT_DIR,
+        database_url=None,
+        dbt_artifacts_dir=tmp_path,
+    )
+    run_demo(settings, tmp_path / "d.duckdb")
+    run_dbt(settings, "docs generate")
+    catalog = json.loads((tmp_path / "target" / "catalog.json").read_text())
+    names = {node.split(".")[-1] for node in catalog["nodes"]}
+    for mart in ("mart_performance", "mart_metric_alerts", "mart_recommendations", "fct_trades"):
+        assert mart in names
 
 
 def _sample_marts(settings: Settings) -> list[dict[str, Any]]:
@@ -76,12 +99,22 @@ def test_sample_data_gives_the_same_marts_on_duckdb_and_postgres(
 ) -> None:
     """One model, two warehouses: every metric of mart_performance agrees to 1e-12."""
     duck = _sample_marts(
-        Settings(duckdb_path=tmp_path / "s.duckdb", project_dir=PROJECT_DIR, database_url=None)
+        Settings(
+            duckdb_path=tmp_path / "s.duckdb",
+            project_dir=PROJECT_DIR,
+            database_url=None,
+            dbt_artifacts_dir=tmp_path / "duck",
+        )
     )
     schema = f"tb_test_{uuid.uuid4().hex[:10]}"
     try:
         pg = _sample_marts(
-            Settings(database_url=pg_url, schema_name=schema, project_dir=PROJECT_DIR)
+            Settings(
+                database_url=pg_url,
+                schema_name=schema,
+                project_dir=PROJECT_DIR,
+                dbt_artifacts_dir=tmp_path / "pg",
+            )
         )
     finally:
         drop_pg_schema(pg_url, schema)

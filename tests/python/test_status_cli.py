@@ -44,6 +44,8 @@ def _flat(text: str) -> str:
 def cli(settings: Settings, *args: str) -> tuple[int, str]:
     """Run `runner ARGS` against the fixture's warehouse, as the environment would configure it."""
     env = {"DATABASE_URL": "", "TRADEBASE_PROJECT_DIR": str(settings.project)}
+    if settings.dbt_artifacts_dir is not None:
+        env["TRADEBASE_DBT_ARTIFACTS_DIR"] = str(settings.dbt_artifacts_dir)
     prefix: list[str] = []
     if settings.dialect == "postgres":
         assert settings.database_url is not None
@@ -230,7 +232,10 @@ def test_analyze_twice_on_the_sample_data_records_the_alerts_once(tmp_path: Path
     from tests.python.conftest import PROJECT_DIR
 
     settings = Settings(
-        duckdb_path=tmp_path / "sample.duckdb", project_dir=PROJECT_DIR, database_url=None
+        duckdb_path=tmp_path / "sample.duckdb",
+        project_dir=PROJECT_DIR,
+        database_url=None,
+        dbt_artifacts_dir=tmp_path,
     )
     with connect(settings) as wh:
         migrate(wh)
