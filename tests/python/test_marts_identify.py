@@ -9,6 +9,7 @@ the models again on LATER with twenty more days of trades for the component that
 
 from __future__ import annotations
 
+import csv
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,11 +20,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from scipy import stats
 
-from runner.dbt import run_dbt
+from runner.dbt import NodeResult, run_dbt
 from runner.warehouse import connect
 from tests.python.scenarios import (
+    PROJECT_DIR,
     Bar,
     Dataset,
     Prediction,
@@ -193,6 +196,7 @@ class Built:
     frames: dict[str, pd.DataFrame]
     rerun: dict[str, pd.DataFrame] = field(default_factory=dict)
     later: dict[str, pd.DataFrame] = field(default_factory=dict)
+    build_nodes: list[NodeResult] = field(default_factory=list)
 
     def __getitem__(self, name: str) -> pd.DataFrame:
         return self.frames[name]
@@ -218,8 +222,8 @@ def built(
     with fresh_settings(request.param, workdir, project, pg_url) as settings:
         with open_warehouse(settings) as wh:
             ds.load(wh)
-        run_dbt(settings, "build", dbt_vars=dbt_vars)
-        out = Built(request.param, ds, read_frames(settings))
+        nodes = run_dbt(settings, "build", dbt_vars=dbt_vars)
+        out = Built(request.param, ds, read_frames(settings), build_nodes=nodes)
         run_dbt(settings, "run", dbt_vars=dbt_vars, select="path:models/marts/identify")
         out.rerun = read_frames(settings)
         with open_warehouse(settings) as wh:
@@ -531,3 +535,45 @@ def test_a_persisting_problem_keeps_its_id_and_a_recovered_one_closes(built: Bui
     assert built.later["mart_recommendations"].recommendation_id.is_unique
     alerts = built.later["mart_metric_alerts"]
     assert alerts.alert_id.is_unique and set(alerts.as_of_date) == {LATER}
+
+
+# -- dbt unit tests of mart_recommendations -----------------------------------------------------
+IDENTIFY_YML = PROJECT_DIR / "models" / "marts" / "identify" / "_identify__models.yml"
+RULES_SEED = PROJECT_DIR / "seeds" / "recommendation_rules.csv"
+
+
+def seed_rules() -> list[dict[str, str]]:
+    with RULES_SEED.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def recommendation_unit_tests() -> list[dict[str, Any]]:
+    doc = yaml.safe_load(IDENTIFY_YML.read_text())
+    return [t for t in doc.get("unit_tests", []) if t["model"] == "mart_recommendations"]
+
+
+def test_unit_tests_cover_every_rule_on_a_copy_equal_to_the_seed() -> None:
+    """The dbt unit tests give the rules inline (dbt cannot read a seed with empty cells as a
+    fixture): each copy must be seeds/recommendation_rules.csv, and each rule must have its own
+    unit test `recommendations_rule_<rule_id>` in which it wins."""
+    rules = seed_rules()
+    tests = {t["name"]: t for t in recommendation_unit_tests()}
+    for name, test in tests.items():
+        given = [g for g in test["given"] if g["input"] == "ref('recommendation_rules')"]
+        assert len(given) == 1 and given[0]["format"] == "csv", name
+        assert list(csv.DictReader(given[0]["rows"].splitlines())) == rules, name
+    for rule in rules:
+        test = tests.get(f"recommendations_rule_{rule['rule_id']}")
+        assert test is not None, f"no unit test for rule {rule['rule_id']}"
+        won = {row["rule_id"] for row in test["expect"]["rows"]}
+        assert won == {rule["rule_id"]}, rule["rule_id"]
+    assert "recommendations_one_per_component_and_type" in tests
+
+
+def test_build_runs_the_recommendation_unit_tests(built: Built) -> None:
+    """`dbt build` ran those unit tests on this warehouse, and they passed."""
+    unit = {n.name: n.status for n in built.build_nodes if n.resource_type == "unit_test"}
+    expected = {t["name"] for t in recommendation_unit_tests()}
+    assert len(expected) == len(seed_rules()) + 1
+    assert expected <= set(unit)
+    assert {unit[name] for name in expected} == {"pass"}
