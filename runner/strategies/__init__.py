@@ -1,0 +1,33 @@
+"""Strategies: the Bars container, the Strategy protocol, the built-ins and parameter handling.
+
+Built-ins: sma_cross (SmaCross) and donchian_breakout (DonchianBreakout). A user strategy is any
+class satisfying Strategy, loaded by its import path `package.module:Class`.
+"""
+
+from __future__ import annotations
+
+from runner.strategies.base import (
+    BUILTINS,
+    Bars,
+    Param,
+    ParamKind,
+    Strategy,
+    StrategyError,
+    load_strategy,
+    resolve_params,
+)
+from runner.strategies.donchian import DonchianBreakout
+from runner.strategies.sma_cross import SmaCross
+
+__all__ = [
+    "BUILTINS",
+    "Bars",
+    "DonchianBreakout",
+    "Param",
+    "ParamKind",
+    "SmaCross",
+    "Strategy",
+    "StrategyError",
+    "load_strategy",
+    "resolve_params",
+]
