@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export DO_NOT_TRACK := 1
 
-.PHONY: install install-dev demo test lint typecheck sqllint structure workflows pytest clean
+.PHONY: install install-dev install-bench demo test lint typecheck sqllint structure workflows pytest clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,14 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
 
+$(VENV)/.installed-bench: $(VENV)/.installed-dev
+	$(BIN)/pip install --quiet -e ".[dev,bench]"
+	touch $@
+
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
+# Peers measured by benchmarks/ (vectorbt); not needed by the suite.
+install-bench: $(VENV)/.installed-bench
 
 demo: install
 	$(BIN)/runner demo

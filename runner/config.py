@@ -61,7 +61,45 @@ class Settings(BaseSettings):
         default=30.0, description="How long to wait for another runner holding the DuckDB file."
     )
 
-    @field_validator("database_url", mode="before")
+    artifact_dir: Path | None = Field(
+        default=None,
+        description="Where runs keep artifacts (trial returns, models); default: beside the warehouse.",
+    )
+
+    # -- OPTIMIZE: walk-forward search and the gates that refuse overfitting -------------------
+    optimize_trials: int = Field(default=100, ge=2, description="Trials per study.")
+    optimize_lookback_days: int = Field(
+        default=1826, ge=30, description="Calendar days of bars a study sees (search + holdout)."
+    )
+    optimize_folds: int = Field(
+        default=5, ge=2, description="Walk-forward test blocks; one more block trains the first."
+    )
+    optimize_holdout_fraction: float = Field(
+        default=0.2,
+        gt=0,
+        lt=0.5,
+        description="Share of the bars kept for the final untouched block.",
+    )
+    optimize_objective: Literal["sharpe", "sortino", "calmar", "expectancy"] = "sharpe"
+    optimize_fees_bps: float = Field(default=1.0, ge=0, description="Fees per fill, basis points.")
+    optimize_slippage_bps: float = Field(default=1.0, ge=0, description="Slippage per fill, bps.")
+    optimize_dsr_min: float = Field(default=0.95, gt=0, lt=1)
+    optimize_pbo_max: float = Field(default=0.3, gt=0, lt=1)
+    optimize_pbo_blocks: int = Field(default=16, ge=2, multiple_of=2)
+    optimize_pbo_min_correlation: float = Field(
+        default=0.6, gt=0, lt=1, description="Trials correlated above this are one strategy in PBO."
+    )
+    optimize_alpha: float = Field(
+        default=0.05, gt=0, lt=0.5, description="Level of MinTRL and the holdout paired test."
+    )
+    optimize_storage_url: SecretStr | None = Field(
+        default=None,
+        description="Optuna storage URL; default: SQLite beside the DuckDB file, or the PostgreSQL warehouse.",
+    )
+    optimize_heartbeat_seconds: int = Field(default=5, ge=1)
+    optimize_grace_seconds: int = Field(default=15, ge=2)
+
+    @field_validator("database_url", "optimize_storage_url", mode="before")
     @classmethod
     def _empty_url_is_none(cls, value: object) -> object:
         return None if value in ("", None) else value
@@ -96,6 +134,13 @@ class Settings(BaseSettings):
         return (self.dbt_artifacts_dir or self.project) / "logs"
 
     @property
+    def artifacts(self) -> Path:
+        if self.artifact_dir is not None:
+            return self.artifact_dir.expanduser().resolve()
+        base = self.duckdb_file.parent if self.dialect == "duckdb" else Path.cwd()
+        return base / "tradebase-artifacts"
+
+    @property
     def duckdb_file(self) -> Path:
         return self.duckdb_path.expanduser().resolve()
 
@@ -107,9 +152,13 @@ class Settings(BaseSettings):
 
     def secrets(self) -> tuple[str, ...]:
         """Literal secret values to mask wherever text leaves the process."""
-        if self.database_url is None:
-            return ()
-        return tuple(s for s in (self.postgres.password, self.database_url.get_secret_value()) if s)
+        found: list[str] = []
+        if self.database_url is not None:
+            found += [self.postgres.password, self.database_url.get_secret_value()]
+        if self.optimize_storage_url is not None:
+            storage = self.optimize_storage_url.get_secret_value()
+            found += [storage, unquote(urlsplit(storage).password or "")]
+        return tuple(s for s in found if s)
 
 
 @dataclass(frozen=True)

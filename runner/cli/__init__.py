@@ -9,8 +9,10 @@ import sys
 
 from runner.cli.analyze import analyze_command
 from runner.cli.app import app, err_console, init
+from runner.cli.backtest import backtest_command
 from runner.cli.demo import demo
 from runner.cli.ingest import ingest
+from runner.cli.optimize import optimize_command
 from runner.cli.status import status
 from runner.errors import TradebaseError
 from runner.redact import redact
@@ -18,7 +20,15 @@ from runner.redact import redact
 __all__ = ["app", "main"]
 
 # Registration order is the order of `runner --help`: the steps as a user takes them.
-for command in (init, ingest, analyze_command, status, demo):
+for command in (
+    init,
+    ingest,
+    analyze_command,
+    backtest_command,
+    optimize_command,
+    status,
+    demo,
+):
     app.command(command.__name__.removesuffix("_command"))(command)
 
 

@@ -6,8 +6,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from runner.cli.app import console, settings_of
+from runner.cli.optimize import outcome_table
 from runner.cli.render import (
     alerts_table,
     fmt,
@@ -40,7 +42,9 @@ def demo(
 
     Example: [bold]runner demo[/bold]  (then: runner --duckdb-path tradebase-demo.duckdb analyze --as-of 2018-12-31)
     """
-    with console.status("Ingesting sample data and building the analytics (dbt build)…"):
+    with console.status(
+        "Ingesting sample data, building the analytics (dbt build), optimizing what they flag…"
+    ):
         result = run_demo(settings_of(ctx), database)
 
     console.rule("1. Ingest")
@@ -64,6 +68,17 @@ def demo(
     analysis = result.analysis
     console.print(section(analysis.alerts, alerts_table, "No open alerts (warning or critical)."))
     console.print(section(analysis.recommendations, recommendations_table, "No recommendations."))
+    console.rule("5. Optimize what the recommendations ask for")
+    if not result.optimizations:
+        console.print("No hyperparameter recommendation: nothing to optimize.")
+    for outcome in result.optimizations:
+        console.print(outcome_table(outcome))
+        for reason in outcome.reasons:
+            console.print(f"  [red]•[/] {escape(reason)}", highlight=False)
+    console.print(
+        "A rejected run is the engine working: the best of many trials on real prices is "
+        "usually what luck alone gives; only a candidate that clears every gate goes to DEPLOY."
+    )
     console.print(
         f"\nThe marts are in {result.database}. Explore them with\n"
         f"  runner --duckdb-path {database} analyze --as-of {result.as_of}\n"

@@ -194,6 +194,76 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        3,
+        "OPTIMIZE: strategy versions and optimization runs",
+        (
+            """
+            create table if not exists strategy_versions (
+                -- the parameters a component runs are a version; a run that passes its gates adds
+                -- a candidate; DEPLOY moves versions through staging to production.
+                component_id text not null,
+                version integer not null check (version >= 1),
+                strategy text not null,
+                params text not null,
+                parent_version integer,
+                optimization_run_id text,
+                status text not null check (
+                    status in ('production', 'candidate', 'staging', 'retired', 'rolled_back',
+                               'superseded')
+                ),
+                created_at timestamp with time zone not null,
+                status_changed_at timestamp with time zone not null,
+                note text not null default '',
+                primary key (component_id, version)
+            )
+            """,
+            """
+            create table if not exists optimization_runs (
+                run_id text primary key,
+                component_id text not null,
+                task_id text,
+                recommendation_id text,
+                trigger_reason text not null,
+                study_name text not null,
+                storage_kind text not null,
+                strategy text not null,
+                search_space text not null,
+                objective text not null,
+                seed bigint,
+                incumbent_version integer,
+                candidate_version integer,
+                n_trials integer not null default 0,
+                n_pruned integer not null default 0,
+                n_failed integer not null default 0,
+                best_trial integer,
+                best_params text,
+                in_sample_metrics text,
+                out_of_sample_metrics text,
+                dsr double precision,
+                pbo double precision,
+                min_trl double precision,
+                track_length integer,
+                holdout_p double precision,
+                verdict text not null check (
+                    verdict in ('running', 'candidate', 'rejected', 'failed', 'interrupted')
+                ),
+                reasons text not null default '[]',
+                gates text not null default '{}',
+                trial_returns_path text,
+                trial_returns_sha256 text,
+                data_start timestamp,
+                data_end timestamp,
+                started_at timestamp with time zone not null,
+                finished_at timestamp with time zone,
+                duration_seconds double precision,
+                code_version text not null
+            )
+            """,
+            "create index if not exists optimization_runs_by_component"
+            " on optimization_runs (component_id, started_at)",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

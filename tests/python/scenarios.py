@@ -7,6 +7,7 @@ It does not assert anything; the test modules do.
 
 from __future__ import annotations
 
+import csv
 import shutil
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -56,20 +57,20 @@ def write_components_seed(project: Path, components: Sequence[Mapping[str, Any]]
     columns = list(COMPONENT_COLUMNS)
     for row in components:
         columns += [key for key in row if key not in columns]
-    lines = [",".join(columns)]
-    for row in components:
-        cells = ["" if row.get(c) is None else str(row[c]) for c in columns]
-        if any("," in cell or '"' in cell for cell in cells):
-            raise ValueError("keep seed cells free of commas and quotes")
-        lines.append(",".join(cells))
-    (project / "seeds" / "components.csv").write_text("\n".join(lines) + "\n")
+    with (project / "seeds" / "components.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        for row in components:
+            writer.writerow(["" if row.get(c) is None else str(row[c]) for c in columns])
 
 
 def drop_pg_schema(url: str, schema: str) -> None:
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as con:
-        con.execute(f'drop schema if exists "{schema}" cascade'.encode())
+        # The engine's schema and the Optuna storage schema beside it (runner/optimize/study.py).
+        for name in (schema, f"{schema}_optuna"):
+            con.execute(f'drop schema if exists "{name}" cascade'.encode())
 
 
 @contextmanager
@@ -84,13 +85,18 @@ def fresh_settings(
             project_dir=project,
             database_url=None,
             dbt_artifacts_dir=workdir,
+            artifact_dir=workdir / "artifacts",
         )
         return
     assert pg_url is not None
     schema = f"tb_test_{uuid.uuid4().hex[:10]}"
     try:
         yield Settings(
-            database_url=pg_url, schema_name=schema, project_dir=project, dbt_artifacts_dir=workdir
+            database_url=pg_url,
+            schema_name=schema,
+            project_dir=project,
+            dbt_artifacts_dir=workdir,
+            artifact_dir=workdir / "artifacts",
         )
     finally:
         drop_pg_schema(pg_url, schema)

@@ -1,0 +1,9 @@
+"""OPTIMIZE: walk-forward Bayesian search over a strategy's parameters, gated against overfitting.
+
+`optimize()` runs what is due (a task, the open recommendations, or a named component);
+`join()` adds workers to a study another machine started.
+"""
+
+from runner.optimize.search import Outcome, SearchOptions, Target, join, optimize
+
+__all__ = ["Outcome", "SearchOptions", "Target", "join", "optimize"]

@@ -1,0 +1,186 @@
+"""OPTIMIZE end to end on both warehouses: the real search path (bars from the warehouse, Optuna
+with its storage, walk-forward folds, gates, records) refuses noise and finds a planted edge."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from runner.audit import read_events
+from runner.config import Settings
+from runner.dbt import run_dbt
+from runner.engine_tables import OptimizationTask, insert_optimization_tasks
+from runner.ingest import ingest_file
+from runner.optimize import SearchOptions, optimize
+from runner.optimize.versions import list_versions
+from runner.warehouse import connect
+from tests.python.markets import noise_market, trending_market, write_bars_csv
+from tests.python.scenarios import copy_dbt_project, fresh_settings, open_warehouse
+
+pytestmark = pytest.mark.integration
+
+
+def component(
+    component_id: str, symbol: str, params: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    return {
+        "component_id": component_id,
+        "initial_capital": 100000,
+        "periods_per_year": 252,
+        "strategy": "sma_cross",
+        "description": "optimize test",
+        "symbol": symbol,
+        "params": json.dumps(dict(params)) if params else "",
+    }
+
+
+def prepare(settings: Settings, workdir: Path, markets: Mapping[str, pd.DataFrame]) -> Settings:
+    """Ingest each market's bars and build the components seed and the bars view."""
+    with open_warehouse(settings) as wh:
+        for symbol, frame in markets.items():
+            path = write_bars_csv(frame, symbol, workdir / f"{symbol}.csv")
+            assert ingest_file(wh, settings, "bars", path).rejected == 0
+    run_dbt(settings, "seed", select="components")
+    run_dbt(settings, "run", select="stg_raw__bars")
+    return settings
+
+
+@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def market_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
+    """A warehouse with a noise market (NOISE, component noise_sma at defaults) and a trending
+    market (TREND, component trend_sma running slow, lagging windows in production)."""
+    project = copy_dbt_project(
+        tmp_path / "project",
+        [
+            component("noise_sma", "NOISE"),
+            component("trend_sma", "TREND", {"fast": 60, "slow": 250, "allow_short": True}),
+        ],
+    )
+    url = request.getfixturevalue("pg_url") if request.param == "postgres" else None
+    with fresh_settings(request.param, tmp_path, project, url) as settings:
+        yield prepare(settings, tmp_path, {"NOISE": noise_market(), "TREND": trending_market()})
+
+
+def run_row(settings: Settings, run_id: str) -> dict[str, Any]:
+    columns = (
+        "verdict",
+        "dsr",
+        "pbo",
+        "min_trl",
+        "holdout_p",
+        "n_trials",
+        "reasons",
+        "candidate_version",
+        "trial_returns_path",
+        "best_params",
+        "code_version",
+    )
+    with connect(settings) as wh:
+        row = wh.fetchone(
+            f"select {', '.join(columns)} from optimization_runs where run_id = %(r)s",
+            {"r": run_id},
+        )
+    assert row is not None
+    return dict(zip(columns, row, strict=True))
+
+
+def test_noise_market_is_rejected(market_settings: Settings) -> None:
+    [outcome] = optimize(
+        market_settings, component="noise_sma", options=SearchOptions(trials=60, seed=1)
+    )
+    assert outcome.verdict == "rejected"
+    assert outcome.candidate_version is None
+    assert outcome.reasons  # in words
+    row = run_row(market_settings, outcome.run_id)
+    assert row["verdict"] == "rejected"
+    assert row["dsr"] is not None and row["dsr"] < 0.95
+    assert row["pbo"] is not None and 0.0 <= row["pbo"] <= 1.0
+    assert json.loads(row["reasons"]) == list(outcome.reasons)
+    assert row["n_trials"] == outcome.n_trials > 0
+    trial_returns = pd.read_parquet(row["trial_returns_path"])
+    assert trial_returns.shape[1] == outcome.n_trials + 1  # day + one column per complete trial
+    with connect(market_settings) as wh:
+        assert [v.status for v in list_versions(wh, "noise_sma")] == ["production"]
+        kinds = [e.event_type for e in read_events(wh, component="noise_sma")]
+    assert kinds == ["strategy_version_created", "optimization_started", "optimization_rejected"]
+
+
+def test_planted_edge_becomes_a_candidate_in_its_region(market_settings: Settings) -> None:
+    [outcome] = optimize(
+        market_settings, component="trend_sma", options=SearchOptions(trials=80, seed=2)
+    )
+    assert outcome.verdict == "candidate", outcome.reasons
+    params = outcome.best_params
+    assert params["slow"] <= 80 and params["fast"] < params["slow"]  # the planted region
+    assert outcome.gates["dsr"] >= 0.95 and outcome.gates["pbo"] <= 0.3
+    assert outcome.gates["holdout_p"] < 0.05
+    with connect(market_settings) as wh:
+        versions = list_versions(wh, "trend_sma")
+        kinds = [e.event_type for e in read_events(wh, component="trend_sma")]
+    assert [(v.version, v.status, v.parent_version) for v in versions] == [
+        (1, "production", None),
+        (2, "candidate", 1),
+    ]
+    assert versions[1].params == params and versions[1].optimization_run_id == outcome.run_id
+    assert kinds[-1] == "optimization_completed"
+    assert run_row(market_settings, outcome.run_id)["candidate_version"] == 2
+
+
+@pytest.fixture
+def duckdb_market(tmp_path: Path) -> Iterator[Settings]:
+    project = copy_dbt_project(
+        tmp_path / "project",
+        [component("noise_sma", "NOISE", {"stop_loss": 0.05}), component("trend_sma", "TREND")],
+    )
+    with fresh_settings("duckdb", tmp_path, project) as settings:
+        yield prepare(settings, tmp_path, {"NOISE": noise_market(), "TREND": trending_market()})
+
+
+def test_a_task_searches_only_the_parameters_it_names(duckdb_market: Settings) -> None:
+    with open_warehouse(duckdb_market) as wh:
+        insert_optimization_tasks(
+            wh,
+            [
+                OptimizationTask(
+                    task_id="exits_noise",
+                    task_type="hyperparameter",
+                    component_id="noise_sma",
+                    frequency="daily",
+                    next_run_at=datetime.now(UTC),
+                    config={"params": ["stop_loss", "take_profit"]},
+                )
+            ],
+        )
+    [outcome] = optimize(
+        duckdb_market, task_id="exits_noise", options=SearchOptions(trials=20, seed=3)
+    )
+    assert {k: outcome.best_params[k] for k in ("fast", "slow", "allow_short")} == {
+        "fast": 10,
+        "slow": 30,
+        "allow_short": False,
+    }
+    with connect(duckdb_market) as wh:
+        events = read_events(wh, event_types=["optimization_started"])
+    assert events[0].task_id == "exits_noise" and events[0].metrics["search"] == [
+        "stop_loss",
+        "take_profit",
+    ]
+
+
+def test_same_seed_same_search(duckdb_market: Settings) -> None:
+    first, second = (
+        optimize(duckdb_market, component="noise_sma", options=SearchOptions(trials=15, seed=9))[0]
+        for _ in range(2)
+    )
+    assert first.best_params == second.best_params and first.in_sample == second.in_sample
+    assert first.study_name != second.study_name
+
+
+def test_a_component_without_a_recommendation_has_nothing_to_do(duckdb_market: Settings) -> None:
+    assert optimize(duckdb_market, options=SearchOptions(trials=5)) == []
