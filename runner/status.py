@@ -1,5 +1,6 @@
 """What `runner status` shows: the monitoring guide's three views (recent events, pending
-optimizations, running A/B tests) plus the open alerts and recommendations of the latest marts.
+optimizations, running A/B tests), the latest optimization runs, and the open alerts and
+recommendations of the latest marts.
 
 It only reads; it builds nothing and records nothing (run `runner analyze` for fresh marts).
 """
@@ -22,6 +23,7 @@ from runner.identify import (
     latest_recommendations,
     open_alerts,
 )
+from runner.optimize.runs import recent_runs
 from runner.warehouse import Warehouse
 
 RECENT_DAYS = 7
@@ -34,6 +36,7 @@ class StatusReport:
     recent_events: list[StoredEvent]  # newest first
     pending_optimizations: list[dict[str, Any]]  # by next run
     running_ab_tests: list[dict[str, Any]]
+    optimization_runs: list[dict[str, Any]]  # newest first
     alerts: list[Alert]  # warning and critical, critical first
     recommendations: list[Recommendation]  # by priority
     notes: list[str] = field(default_factory=list)
@@ -57,6 +60,7 @@ def status_report(
         recent_events=recent_events(wh, days, component, now),
         pending_optimizations=pending_optimizations(wh, component),
         running_ab_tests=running_ab_tests(wh, component),
+        optimization_runs=recent_runs(wh, component, limit=10),
         alerts=for_component(open_alerts(latest_alerts(wh)), component),
         recommendations=for_component(latest_recommendations(wh), component),
         notes=notes,
@@ -78,6 +82,7 @@ def report_dict(report: StatusReport) -> dict[str, Any]:
         "recent_events": [event_dict(e) for e in report.recent_events],
         "pending_optimizations": report.pending_optimizations,
         "running_ab_tests": report.running_ab_tests,
+        "optimization_runs": report.optimization_runs,
         "open_alerts": [asdict(a) for a in report.alerts],
         "recommendations": [asdict(r) for r in report.recommendations],
         "notes": report.notes,

@@ -180,6 +180,31 @@ def ab_tests_table(tests: Iterable[Mapping[str, Any]]) -> Table:
     return table
 
 
+def runs_table(runs: Iterable[Mapping[str, Any]]) -> Table:
+    """Latest optimization runs: verdict, the gate values and the candidate they produced."""
+    table = Table(title="Optimization runs (UTC)", title_justify="left")
+    table.add_column("started", no_wrap=True)
+    table.add_column("component", overflow="fold")
+    table.add_column("verdict", no_wrap=True)
+    for column in ("trials", "DSR", "PBO", "holdout p", "new"):
+        table.add_column(column, justify="right")
+    colours = {"candidate": "green", "rejected": "red", "failed": "bold red", "running": "cyan"}
+    for r in runs:
+        verdict = _text(r["verdict"])
+        table.add_row(
+            f"{r['started_at']:%m-%d %H:%M}",
+            _text(r["component_id"]),
+            f"[{colours.get(r['verdict'], 'white')}]{verdict}[/]",
+            str(r["n_trials"]),
+            *(
+                "[dim]—[/]" if r[k] is None else f"{float(r[k]):.2f}"
+                for k in ("dsr", "pbo", "holdout_p")
+            ),
+            "[dim]—[/]" if r["candidate_version"] is None else f"v{r['candidate_version']}",
+        )
+    return table
+
+
 def section(
     rows: Sequence[Any], table: Callable[[Sequence[Any]], Table], empty: str
 ) -> Table | str:

@@ -14,6 +14,7 @@ from runner.cli.render import (
     events_table,
     queue_table,
     recommendations_table,
+    runs_table,
     section,
     to_json,
 )
@@ -46,6 +47,7 @@ def status(
     )
     console.print(section(report.pending_optimizations, queue_table, "No pending optimizations."))
     console.print(section(report.running_ab_tests, ab_tests_table, "No A/B test is running."))
+    console.print(section(report.optimization_runs, runs_table, "No optimization runs yet."))
     console.print(section(report.alerts, alerts_table, "No open alerts (warning or critical)."))
     console.print(section(report.recommendations, recommendations_table, "No recommendations."))
     for note in report.notes:

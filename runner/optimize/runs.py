@@ -114,4 +114,7 @@ def recent_runs(
         sql += " where component_id = %(component)s"
         params["component"] = component
     sql += " order by started_at desc limit %(limit)s"
-    return [dict(zip(columns, row, strict=True)) for row in wh.fetchall(sql, params)]
+    rows = [dict(zip(columns, row, strict=True)) for row in wh.fetchall(sql, params)]
+    for row in rows:
+        row["reasons"] = json.loads(row["reasons"])
+    return rows

@@ -184,3 +184,56 @@ def test_same_seed_same_search(duckdb_market: Settings) -> None:
 
 def test_a_component_without_a_recommendation_has_nothing_to_do(duckdb_market: Settings) -> None:
     assert optimize(duckdb_market, options=SearchOptions(trials=5)) == []
+
+
+def test_the_cli_prints_the_verdict_with_its_gates_and_reasons(
+    duckdb_market: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from runner.cli import main
+
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("TRADEBASE_DUCKDB_PATH", str(duckdb_market.duckdb_path))
+    monkeypatch.setenv("TRADEBASE_PROJECT_DIR", str(duckdb_market.project))
+    monkeypatch.setenv("TRADEBASE_ARTIFACT_DIR", str(duckdb_market.artifacts))
+
+    def run(*args: str) -> str:
+        monkeypatch.setattr("sys.argv", ["runner", *args])
+        try:
+            main()
+        except SystemExit as exc:
+            assert exc.code in (0, None), capsys.readouterr().err
+        return capsys.readouterr().out
+
+    text = " ".join(
+        run("optimize", "--component", "noise_sma", "--trials", "12", "--seed", "1").split()
+    )
+    assert "noise_sma: rejected" in text and "deflated Sharpe" in text and "PBO" in text
+    assert "•" in text  # the reasons, one per line
+    doc = json.loads(run("optimize", "--component", "noise_sma", "--trials", "12", "--json"))
+    [run_doc] = doc["runs"]
+    assert run_doc["verdict"] == "rejected" and run_doc["reasons"]
+    assert set(run_doc["gates"]) >= {"dsr", "pbo", "min_trl", "holdout_p", "track_length"}
+    nothing = " ".join(run("optimize").split())
+    assert "Nothing to optimize" in nothing
+
+
+def test_an_unknown_component_or_task_is_a_one_line_error(duckdb_market: Settings) -> None:
+    from runner.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="Unknown component 'nope'"):
+        optimize(duckdb_market, component="nope", options=SearchOptions(trials=5))
+    with pytest.raises(ConfigError, match="No task 'nope'"):
+        optimize(duckdb_market, task_id="nope", options=SearchOptions(trials=5))
+
+
+def test_status_lists_the_runs_with_their_gates(duckdb_market: Settings) -> None:
+    from runner.status import status_report
+
+    [outcome] = optimize(duckdb_market, component="noise_sma", options=SearchOptions(trials=10))
+    with connect(duckdb_market) as wh:
+        [row] = status_report(wh, "noise_sma").optimization_runs
+        assert status_report(wh, "trend_sma").optimization_runs == []
+    assert row["run_id"] == outcome.run_id and row["verdict"] == "rejected"
+    assert row["reasons"] == list(outcome.reasons) and row["n_trials"] == outcome.n_trials

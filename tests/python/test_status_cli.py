@@ -31,6 +31,7 @@ STATUS_KEYS = {
     "recent_events",
     "pending_optimizations",
     "running_ab_tests",
+    "optimization_runs",
     "open_alerts",
     "recommendations",
     "notes",
@@ -142,6 +143,7 @@ def test_status_json_has_every_section_and_filters_by_component(populated: Setti
     assert {"event_timestamp", "improvement_metrics", "run_id"} <= set(report["recent_events"][0])
     assert [t["task_id"] for t in report["pending_optimizations"]] == ["t2", "t1"]
     assert [t["test_id"] for t in report["running_ab_tests"]] == ["ab1"]
+    assert report["optimization_runs"] == []  # none ran here; test_optimize shows filled ones
     assert [(a["subject_id"], a["status"]) for a in report["open_alerts"]] == [
         ("trend_spx", "critical"),
         ("meanrev_ndx", "warning"),
