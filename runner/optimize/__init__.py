@@ -4,6 +4,7 @@
 `join()` adds workers to a study another machine started.
 """
 
-from runner.optimize.search import Outcome, SearchOptions, Target, join, optimize
+from runner.optimize.search import Outcome, SearchOptions, join, optimize
+from runner.optimize.targets import Target
 
 __all__ = ["Outcome", "SearchOptions", "Target", "join", "optimize"]

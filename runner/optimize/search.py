@@ -10,7 +10,6 @@ audit events `optimization_started` then `optimization_completed` / `optimizatio
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import time
 import uuid
@@ -25,7 +24,6 @@ import numpy as np
 from runner.audit import AuditTrail, Event
 from runner.config import Settings
 from runner.errors import ConfigError
-from runner.identify import latest_recommendations
 from runner.optimize import runs
 from runner.optimize.data import load_bars, load_bars_between
 from runner.optimize.gates import GateConfig, GateReport, evaluate_gates
@@ -43,6 +41,7 @@ from runner.optimize.study import (
     storage_config,
     study_name_for,
 )
+from runner.optimize.targets import Target, choose_targets
 from runner.optimize.versions import (
     StrategyVersion,
     add_candidate,
@@ -53,21 +52,10 @@ from runner.optimize.versions import (
 from runner.optimize.walkforward import holdout_returns, summary
 from runner.redact import redact
 from runner.version import code_version
-from runner.warehouse import Warehouse, connect
+from runner.warehouse import connect
 from runner.warehouse.migrations import migrate
 
 Progress = Callable[[str, int, int, float | None], None]
-
-
-@dataclass(frozen=True)
-class Target:
-    """One component to optimize and why."""
-
-    component_id: str
-    trigger_reason: str
-    recommendation_id: str | None = None
-    task_id: str | None = None
-    search: tuple[str, ...] | None = None  # None: every parameter
 
 
 @dataclass(frozen=True)
@@ -100,59 +88,6 @@ class Outcome:
     duration_seconds: float
     trial_returns_path: str | None = None
     notes: tuple[str, ...] = field(default=())
-
-
-# -- what to optimize ---------------------------------------------------------------------------
-def _task_target(wh: Warehouse, task_id: str, component: str | None) -> Target:
-    row = wh.fetchone(
-        "select task_type, component_id, config, priority from optimization_queue"
-        " where task_id = %(t)s",
-        {"t": task_id},
-    )
-    if row is None:
-        raise ConfigError(f"No task {task_id!r} in optimization_queue (see `runner status`).")
-    task_type, task_component, config_text, priority = row
-    if task_type != "hyperparameter":
-        raise ConfigError(
-            f"Task {task_id!r} is a {task_type} task; `runner optimize` runs hyperparameter "
-            "tasks (retraining, feature selection and risk adjustment are separate task types)."
-        )
-    chosen = component or task_component
-    if chosen is None:
-        raise ConfigError(f"Task {task_id!r} names no component; pass --component.")
-    config = json.loads(config_text or "{}")
-    names = config.get("params")
-    if names is not None and not (
-        isinstance(names, list) and all(isinstance(n, str) for n in names)
-    ):
-        raise ConfigError(f"Task {task_id!r}: config.params must be a list of parameter names.")
-    return Target(
-        component_id=chosen,
-        trigger_reason=f"Task {task_id} (hyperparameter, priority {priority}).",
-        task_id=task_id,
-        search=tuple(names) if names else None,
-    )
-
-
-def choose_targets(wh: Warehouse, component: str | None, task_id: str | None) -> list[Target]:
-    """A named task; else the open hyperparameter recommendations (one per component, most
-    urgent first); else, for a named component with no recommendation, a manual run."""
-    if task_id is not None:
-        return [_task_target(wh, task_id, component)]
-    targets = [
-        Target(
-            component_id=rec.component_id,
-            trigger_reason=f"Recommendation {rec.recommendation_id} (priority {rec.priority}): {rec.reason}",
-            recommendation_id=rec.recommendation_id,
-        )
-        for rec in latest_recommendations(wh)
-        if rec.recommendation_type == "hyperparameter"
-        and rec.component_id is not None
-        and (component is None or rec.component_id == component)
-    ]
-    if not targets and component is not None:
-        targets = [Target(component, f"Requested by the user for {component}.")]
-    return targets
 
 
 # -- one run ------------------------------------------------------------------------------------
@@ -490,5 +425,11 @@ def optimize(
     """Optimize every chosen target in turn; an empty list when there is nothing to do."""
     with connect(settings) as wh:
         migrate(wh)
-        targets = choose_targets(wh, component, task_id)
+        targets = choose_targets(wh, component, task_id, task_types=("hyperparameter",))
+    for target in targets:
+        if target.task_type != "hyperparameter":
+            raise ConfigError(
+                f"Task {target.task_id!r} is a {target.task_type} task; this runner runs "
+                "hyperparameter tasks."
+            )
     return [run_target(settings, target, options, progress) for target in targets]
