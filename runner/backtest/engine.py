@@ -15,10 +15,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from runner.backtest.risk import VOL_WINDOW, bars_per_year_of, check_risk, risk_kwargs
 from runner.errors import ConfigError
 from runner.strategies.base import Bars, Strategy, resolve_params
 
-EXIT_REASONS = ("signal", "stop_loss", "take_profit", "end_of_data")
+EXIT_REASONS = ("signal", "stop_loss", "take_profit", "end_of_data", "daily_loss_limit")
 PERIODS_PER_YEAR = 252  # daily Sharpe annualisation, as the marts (docs/metrics.md)
 
 
@@ -44,9 +45,11 @@ class Costs:
 class Trades:
     """Closed trades in entry order, as parallel arrays (one element per trade).
 
-    Prices are the actual fills (slippage included); `ret` is the trade's return net of fees:
-    side * (exit / entry - 1) - fee * (1 + exit / entry), fee = fees_bps / 1e4 (backtesting.py's
-    relative commission, charged on the entry and exit notional).
+    Prices are the actual fills (slippage included); `ret` is the trade's return per unit of
+    price, net of fees: side * (exit / entry - 1) - fee * (1 + exit / entry), fee = fees_bps / 1e4
+    (backtesting.py's relative commission, charged on the entry and exit notional). `size` is the
+    position as a fraction of the equity at entry (1 unless sized), so the trade moves equity by
+    a factor 1 + size * ret.
     """
 
     entry_index: NDArray[np.int64]
@@ -56,6 +59,7 @@ class Trades:
     side: NDArray[np.int8]
     ret: NDArray[np.float64]
     exit_reason: NDArray[np.int8]
+    size: NDArray[np.float64]
 
     def __len__(self) -> int:
         return len(self.entry_index)
@@ -83,8 +87,8 @@ class Trades:
 class BacktestResult:
     """The trades and the per-bar return of equity marked to market at each close.
 
-    Equity is fully invested while a position is open, so prod(1 + bar_returns) equals
-    prod(1 + trades.ret) (to rounding).
+    A position holds `size` times the equity at entry, so prod(1 + bar_returns) equals
+    prod(1 + trades.size * trades.ret) (to rounding).
     """
 
     trades: Trades
@@ -172,12 +176,21 @@ def simulate(
     take_profit: float = 0.0,
     costs: Costs = Costs(),  # noqa: B008 - frozen, so a shared default is safe
     active_from: int = 0,
+    vol_target: float = 0.0,
+    kelly_cap: float = 1.0,
+    max_position: float = 1.0,
+    daily_loss_limit: float = 0.0,
+    vol_window: int = VOL_WINDOW,
+    bars_per_year: float | None = None,
 ) -> BacktestResult:
     """Fill `target` (decided on each bar's close) on `bars` under the rules of docs/backtesting.md.
 
     stop_loss and take_profit are fractions of the entry fill price (0 = off). Targets on bars
     before `active_from` are treated as NaN (warm-up): the first possible fill is at the open of
-    bar active_from + 1.
+    bar active_from + 1. The risk arguments (runner.backtest.risk.RISK_PARAMETERS; their defaults
+    change nothing) size each entry at min(kelly_cap, max_position, vol_target / annualised
+    trailing volatility over `vol_window` bars) and stop a day at `daily_loss_limit`;
+    `bars_per_year` annualises the volatility (None: 252 × bars per UTC day of `bars`).
     """
     from runner.backtest.kernel import simulate_bars
 
@@ -191,6 +204,21 @@ def simulate(
         raise ConfigError(f"take_profit must be a fraction >= 0, got {take_profit!r}.")
     if not (isinstance(active_from, int | np.integer) and 0 <= active_from <= n):
         raise ConfigError(f"active_from must be a bar index in [0, {n}], got {active_from!r}.")
+    if bars_per_year is None:
+        # Counting days costs ~2 ms on a year of minutes: only when the volatility is used.
+        sized = isinstance(vol_target, int | float) and vol_target > 0
+        bars_per_year = (bars_per_year_of(bars) if sized else 0.0) or float(PERIODS_PER_YEAR)
+    issues = check_risk(
+        vol_target, kelly_cap, max_position, daily_loss_limit, vol_window, bars_per_year
+    )
+    if issues:
+        raise ConfigError("; ".join(issues) + ".")
+    use_days = daily_loss_limit > 0
+    day = (
+        bars.time.astype("datetime64[D]").view(np.int64)
+        if use_days
+        else np.empty(0, dtype=np.int64)
+    )
     bad, *arrays, bar_returns = simulate_bars(
         bars.open,
         bars.high,
@@ -203,6 +231,12 @@ def simulate(
         costs.slippage_bps / 1e4,
         int(active_from),
         np.empty(n, dtype=np.float64),
+        float(min(kelly_cap, max_position)),
+        float(vol_target),
+        int(vol_window),
+        float(bars_per_year),
+        day,
+        float(daily_loss_limit) if use_days else None,
     )
     if bad >= 0:
         raise ConfigError(
@@ -219,11 +253,14 @@ def backtest(
     *,
     costs: Costs = Costs(),  # noqa: B008 - frozen, so a shared default is safe
     active_from: int = 0,
+    vol_window: int = VOL_WINDOW,
+    bars_per_year: float | None = None,
 ) -> BacktestResult:
     """Resolve `params`, compute the strategy's signals and simulate them.
 
     The strategy's `stop_loss` and `take_profit` parameters, when it declares them, become the
-    simulation's stop-loss and take-profit.
+    simulation's stop-loss and take-profit; the risk parameters in `params` (vol_target,
+    kelly_cap, max_position, daily_loss_limit) its sizing and daily loss limit.
     """
     resolved = resolve_params(strategy, params)
     target = strategy.signals(bars, resolved)
@@ -234,4 +271,7 @@ def backtest(
         take_profit=float(resolved.get("take_profit", 0.0)),
         costs=costs,
         active_from=active_from,
+        vol_window=vol_window,
+        bars_per_year=bars_per_year,
+        **risk_kwargs(resolved),
     )

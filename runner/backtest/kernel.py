@@ -1,4 +1,5 @@
-"""The compiled loops: the bar-by-bar fill simulation and the indicators the built-in strategies use.
+"""The compiled loops: the bar-by-bar fill simulation, the indicators the built-in strategies use
+and the bootstrap drawdowns of risk adjustment.
 
 The only module that imports numba; everything else imports it lazily, inside functions, so that
 `runner --help` never pays for numba. It knows arrays and numbers, not Bars, strategies or errors.
@@ -17,6 +18,7 @@ EXIT_SIGNAL = 0
 EXIT_STOP_LOSS = 1
 EXIT_TAKE_PROFIT = 2
 EXIT_END_OF_DATA = 3
+EXIT_DAILY_LOSS = 4
 
 
 @njit(cache=True)
@@ -183,15 +185,68 @@ def channel_targets(close, upper, lower, up, down, out):  # type: ignore[no-unty
 
 
 @njit(cache=True)
+def _trailing_vol(close, t, window):  # type: ignore[no-untyped-def]
+    """std (ddof=1) of the `window` 1-bar close returns ending at bar t; NaN before enough bars.
+
+    Two passes over the window, computed only at entries: exact and cheaper than a running
+    estimate on every bar (entries are few).
+    """
+    if t < window:
+        return np.nan
+    mean = 0.0
+    for i in range(t - window + 1, t + 1):
+        mean += close[i] / close[i - 1] - 1.0
+    mean /= window
+    ss = 0.0
+    for i in range(t - window + 1, t + 1):
+        d = close[i] / close[i - 1] - 1.0 - mean
+        ss += d * d
+    return np.sqrt(ss / (window - 1))
+
+
+@njit(cache=True)
+def _day_end(day, i):  # type: ignore[no-untyped-def]
+    """Index of the last bar of bar i's day (day holds UTC day numbers); len(day) past the end."""
+    n = day.shape[0]
+    if i >= n:
+        return n
+    j = i
+    while j + 1 < n and day[j + 1] == day[i]:
+        j += 1
+    return j
+
+
+@njit(cache=True)
 def simulate_bars(  # type: ignore[no-untyped-def]
-    open_, high, low, close, target, stop_loss, take_profit, fee, slip, active_from, bar_returns
+    open_,
+    high,
+    low,
+    close,
+    target,
+    stop_loss,
+    take_profit,
+    fee,
+    slip,
+    active_from,
+    bar_returns,
+    max_size,
+    vol_target,
+    vol_window,
+    bars_per_year,
+    day,
+    loss_limit,
 ):
-    """Fill targets bar by bar; the rules are docs/backtesting.md "Fill rules".
+    """Fill targets bar by bar; the rules are docs/backtesting.md "Fill rules" and "Sizing".
 
     Returns (bad_index, entry_index, exit_index, entry_price, exit_price, side, ret, reason,
-    bar_returns), bar_returns being the `bar_returns` buffer, filled. bad_index >= 0 names the first target that is not +1, -1, 0 or NaN; the other
-    arrays are then empty. Equity starts at 1; while a position is open it is
-    base * (1 + side * (price / entry - 1) - fee), base being the equity when it was entered.
+    size, bar_returns), bar_returns being the `bar_returns` buffer, filled. bad_index >= 0 names
+    the first target that is not +1, -1, 0 or NaN; the other arrays are then empty. Equity starts
+    at 1; while a position of size s (fraction of the equity at entry) is open it is
+    base * (1 + s * (side * (price / entry - 1) - fee)), base being the equity when it was
+    entered, so s = 1 gives the unsized arithmetic bit for bit. The size is min(max_size,
+    vol_target / annualised trailing volatility at the signal bar) and is fixed for the trade.
+    loss_limit is a fraction, or None for no daily loss limit; `day` (UTC day numbers, one per
+    bar) is read only with a limit.
     """
     n = close.shape[0]
     # First pass: validate, and size the trade arrays exactly (each entry needs a non-zero target
@@ -205,7 +260,18 @@ def simulate_bars(  # type: ignore[no-untyped-def]
             empty_i = np.empty(0, dtype=np.int64)
             empty_f = np.empty(0, dtype=np.float64)
             empty_b = np.empty(0, dtype=np.int8)
-            return i, empty_i, empty_i, empty_f, empty_f, empty_b, empty_f, empty_b, empty_f
+            return (
+                i,
+                empty_i,
+                empty_i,
+                empty_f,
+                empty_f,
+                empty_b,
+                empty_f,
+                empty_b,
+                empty_f,
+                empty_f,
+            )
         if v != 0.0 and active_from <= i < n - 1:
             capacity += 1
     entry_index = np.empty(capacity, dtype=np.int64)
@@ -215,10 +281,16 @@ def simulate_bars(  # type: ignore[no-untyped-def]
     side = np.empty(capacity, dtype=np.int8)
     ret = np.empty(capacity, dtype=np.float64)
     reason = np.empty(capacity, dtype=np.int8)
+    sizes = np.empty(capacity, dtype=np.float64)
 
     use_sl = stop_loss > 0.0
     use_tp = take_profit > 0.0
+    use_vol = vol_target > 0.0
+    annualise = np.sqrt(bars_per_year)
     pos = 0.0  # -1, 0 or +1
+    size = 0.0  # fraction of the equity at entry held in the open position
+    exposure = 0.0
+    size_fee = 0.0
     cash = 1.0  # equity while flat
     base = 0.0
     entry = 0.0
@@ -226,39 +298,66 @@ def simulate_bars(  # type: ignore[no-untyped-def]
     stop_level = 0.0
     tp_level = 0.0
     prev_equity = 1.0
+    # The daily loss limit is off when loss_limit is None: numba then prunes its branches at
+    # compile time (a separate specialisation). A per-bar test of a flag cost ~50% of the loop.
+    day_floor = -np.inf  # equity at or below this at a close stops the day
+    day_end = n  # index of the current UTC day's last bar
+    if loss_limit is not None:
+        day_floor = 1.0 - loss_limit
+        day_end = _day_end(day, 0)
+    blocked_until = -1  # targets decided on bars up to here are dropped (a stopped day)
+    force_exit = False
     k = 0
     for t in range(n):
         o = open_[t]
         c = close[t]
         exit_px = 0.0
         why = -1
-        # 1. The target decided on the previous close, filled at this open.
-        if t > active_from:
+        if force_exit:
+            # 0. The daily loss limit was reached at the previous close: this open closes the
+            # position and replaces the fill of that close's target (its day is stopped).
+            force_exit = False
+            exit_px = o * (1.0 - pos * slip)
+            why = EXIT_DAILY_LOSS
+        elif t > active_from and t - 1 > blocked_until:
+            # 1. The target decided on the previous close, filled at this open.
             want = target[t - 1]
             if want == want and want != pos:
                 if pos != 0.0:
                     exit_px = o * (1.0 - pos * slip)
                     why = EXIT_SIGNAL
                 if want != 0.0:
-                    if why >= 0:  # a reversal: close first, then open at the same open
-                        x = exit_px / entry
-                        r = pos * (x - 1.0) - fee * (1.0 + x)
-                        entry_index[k] = entry_at
-                        exit_index[k] = t
-                        entry_price[k] = entry
-                        exit_price[k] = exit_px
-                        side[k] = np.int8(pos)
-                        ret[k] = r
-                        reason[k] = why
-                        k += 1
-                        cash = base * (1.0 + r)
-                        why = -1
-                    pos = want
-                    base = cash
-                    entry = o * (1.0 + pos * slip)
-                    entry_at = t
-                    stop_level = entry * (1.0 - pos * stop_loss)
-                    tp_level = entry * (1.0 + pos * take_profit)
+                    s = max_size
+                    if use_vol:  # sized on closes up to the signal bar t - 1 only
+                        vol = _trailing_vol(close, t - 1, vol_window) * annualise
+                        if vol != vol:
+                            s = 0.0  # too little history to size the position: no entry
+                        elif vol > 0.0:
+                            s = min(s, vol_target / vol)
+                    if s > 0.0:
+                        if why >= 0:  # a reversal: close first, then open at the same open
+                            x = exit_px / entry
+                            r = pos * (x - 1.0) - fee * (1.0 + x)
+                            entry_index[k] = entry_at
+                            exit_index[k] = t
+                            entry_price[k] = entry
+                            exit_price[k] = exit_px
+                            side[k] = np.int8(pos)
+                            ret[k] = r
+                            reason[k] = why
+                            sizes[k] = size
+                            k += 1
+                            cash = base * (1.0 + size * r)
+                            why = -1
+                        pos = want
+                        size = s
+                        exposure = s * pos  # s = 1: exactly pos, and s * fee exactly fee
+                        size_fee = s * fee
+                        base = cash
+                        entry = o * (1.0 + pos * slip)
+                        entry_at = t
+                        stop_level = entry * (1.0 - pos * stop_loss)
+                        tp_level = entry * (1.0 + pos * take_profit)
         # 2. Stop-loss, then take-profit, against this bar's range (the entry bar included).
         if why < 0 and pos != 0.0 and (use_sl or use_tp):
             if pos > 0.0:
@@ -291,13 +390,26 @@ def simulate_bars(  # type: ignore[no-untyped-def]
             side[k] = np.int8(pos)
             ret[k] = r
             reason[k] = why
+            sizes[k] = size
             k += 1
-            cash = base * (1.0 + r)
+            cash = base * (1.0 + size * r)
             pos = 0.0
         # 4. Mark to market at the close.
-        equity = cash if pos == 0.0 else base * (1.0 + pos * (c / entry - 1.0) - fee)
+        if pos == 0.0:
+            equity = cash
+        else:
+            equity = base * (1.0 + exposure * (c / entry - 1.0) - size_fee)
         bar_returns[t] = equity / prev_equity - 1.0
         prev_equity = equity
+        # 5. The daily loss limit, on the equity marked at this close.
+        if loss_limit is not None:
+            if equity <= day_floor:
+                day_floor = -np.inf  # once a day
+                blocked_until = day_end
+                force_exit = pos != 0.0
+            if t == day_end:
+                day_floor = equity * (1.0 - loss_limit)
+                day_end = _day_end(day, t + 1)
     return (
         -1,
         entry_index[:k].copy(),
@@ -307,5 +419,30 @@ def simulate_bars(  # type: ignore[no-untyped-def]
         side[:k].copy(),
         ret[:k].copy(),
         reason[:k].copy(),
+        sizes[:k].copy(),
         bar_returns,
     )
+
+
+@njit(cache=True)
+def bootstrap_max_drawdowns(returns, paths, out):  # type: ignore[no-untyped-def]
+    """out[i] = max drawdown (a positive fraction, at most 1) of the returns returns[paths[i]].
+
+    Wealth is 1 before the first return (empyrical's convention: a first-day loss is a
+    drawdown). One pass per path without materialising the resampled matrix: about 30× faster
+    than numpy's gather, cumprod and running maximum on 2,000 one-year paths (1 ms vs 35 ms).
+    """
+    samples, length = paths.shape
+    for i in range(samples):
+        wealth = 1.0
+        peak = 1.0
+        worst = 0.0
+        for h in range(length):
+            wealth *= 1.0 + returns[paths[i, h]]
+            if wealth > peak:
+                peak = wealth
+            drawdown = 1.0 - wealth / peak
+            if drawdown > worst:
+                worst = drawdown
+        out[i] = min(worst, 1.0)
+    return out

@@ -28,6 +28,7 @@ _REASON_LABEL = {
     "stop_loss": "[red]stop[/]",
     "take_profit": "[green]target[/]",
     "end_of_data": "[dim]end[/]",
+    "daily_loss_limit": "[red]day limit[/]",
 }
 
 

@@ -112,7 +112,8 @@ class RiskConfig:
 class RiskMetrics:
     """One risk setting on the search blocks' days."""
 
-    drawdown_quantile: float  # the `confidence` quantile of the bootstrapped max drawdown (>= 0)
+    # The `confidence` quantile of the bootstrapped max drawdown (>= 0); None with too few days.
+    drawdown_quantile: float | None
     cagr: float  # (prod(1 + r))^(A / T) - 1 over the T search days (empyrical annual_return)
     mean_daily_return: float
     max_drawdown: float  # realised on the search days, as a positive fraction
@@ -293,9 +294,8 @@ def adjust_risk(
     search blocks' days such that the `confidence` quantile of the max drawdown over
     `horizon_days` of stationary-bootstrapped daily returns stays under `max_drawdown`. kelly_cap
     is set, not searched: kelly_fraction × mean / variance of the unit-size (risk-off) daily
-    returns, clipped to its bounds. Every setting is scored on the same bootstrap paths (common
-    random numbers), so settings differ by their returns, not by the draw. With no setting under
-    the threshold, the verdict is "rejected" and the incumbent's parameters stand.
+    returns, clipped to its bounds. With no setting under the threshold, the verdict is
+    "rejected" and the incumbent's parameters stand; "unchanged" when the best is the current.
     """
     resolved = resolve_params(strategy, params)
     incumbent = risk_kwargs(resolved)
@@ -319,16 +319,14 @@ def adjust_risk(
     n_days = len(current.returns)
     horizon = config.horizon_days or config.periods_per_year
     mean_block = config.mean_block_days or float(max(1, round(n_days ** (1 / 3))))
-    rng = np.random.default_rng(config.seed)
-    paths = stationary_bootstrap_indices(
-        max(n_days, 1), horizon, config.bootstrap_samples, mean_block, rng
-    )
+    paths = np.empty((0, horizon), dtype=np.int64)  # drawn once enough days are known
 
     def quantile(series: SearchReturns) -> float:
+        # numpy's default (linear) quantile of the path drawdowns.
         drawdowns = bootstrap_max_drawdowns(series.returns, paths)
         return float(np.quantile(drawdowns, config.confidence))
 
-    def metrics(series: SearchReturns, q: float) -> RiskMetrics:
+    def metrics(series: SearchReturns, q: float | None) -> RiskMetrics:
         equity = np.cumprod(1.0 + series.returns)
         peak = np.maximum.accumulate(np.maximum(equity, 1.0))
         return RiskMetrics(
@@ -377,7 +375,7 @@ def adjust_risk(
         )
 
     if n_days < config.min_days:
-        before = metrics(current, math.nan)
+        before = metrics(current, None)
         return outcome(
             "rejected",
             incumbent,
@@ -388,7 +386,13 @@ def adjust_risk(
                 f"{config.min_days}. Nothing changes."
             ],
         )
-    before = metrics(current, quantile(current))
+    # One set of paths for every setting (common random numbers): settings differ by their
+    # returns, not by the draw.
+    paths = stationary_bootstrap_indices(
+        n_days, horizon, config.bootstrap_samples, mean_block, np.random.default_rng(config.seed)
+    )
+    q_before = quantile(current)
+    before = metrics(current, q_before)
     unit = run(risk_kwargs({}))
     if unit.n_trades == 0:
         return outcome(
@@ -447,7 +451,7 @@ def adjust_risk(
         reason = (
             f"No setting within the bounds keeps {summary_of} under {_pct(threshold)}: the "
             f"lowest of {len(grid)} settings reaches {_pct(q)} ({_describe(risk)}; currently "
-            f"{_pct(before.drawdown_quantile)}). Nothing changes; allow a smaller max_position "
+            f"{_pct(q_before)}). Nothing changes; allow a smaller max_position "
             "or vol_target, or revisit the strategy."
         )
         return outcome("rejected", incumbent, before, before, [reason], kelly, len(grid), notes)
@@ -463,7 +467,7 @@ def adjust_risk(
         return outcome("unchanged", incumbent, before, after, [reason], kelly, len(grid), notes)
     reason = (
         f"{_describe(risk)} instead of {_describe(incumbent)}: {summary} (was "
-        f"{_pct(before.drawdown_quantile)}); CAGR {_pct(after.cagr)} (was {_pct(before.cagr)}), "
+        f"{_pct(q_before)}); CAGR {_pct(after.cagr)} (was {_pct(before.cagr)}), "
         f"the highest of the {len(feasible)} of {len(grid)} settings under the threshold."
     )
     return outcome("adjusted", risk, before, after, [reason], kelly, len(grid), notes)

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from runner.audit import AuditTrail, Event
+from runner.backtest import RISK_PARAMETERS
 from runner.config import Settings
 from runner.errors import ConfigError
 from runner.optimize import runs
@@ -116,6 +117,12 @@ def _write_trial_returns(settings: Settings, run_id: str, result: StudyResult) -
     pq.write_table(pa.table(columns), path)
     digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
     return str(path), digest
+
+
+def same_params(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Equal as the backtester runs them: an absent risk parameter is its default."""
+    defaults = {p.name: p.default for p in RISK_PARAMETERS}
+    return {**defaults, **a} == {**defaults, **b}
 
 
 def _finite(value: Any) -> Any:
@@ -234,10 +241,10 @@ def run_target(
         best_params = dict(result.params[best_column])
         costs = context.costs
         _, cand_daily, cand_trades = holdout_returns(
-            context.strategy, bars, best_params, context.plan, costs
+            context.strategy, bars, best_params, context.plan, costs, spec.periods_per_year
         )
         _, inc_daily, inc_trades = holdout_returns(
-            context.strategy, bars, incumbent.params, context.plan, costs
+            context.strategy, bars, incumbent.params, context.plan, costs, spec.periods_per_year
         )
         report: GateReport = evaluate_gates(
             trial_returns=result.returns,
@@ -245,7 +252,7 @@ def run_target(
             n_trials=result.n_complete + result.n_pruned,
             holdout_candidate=cand_daily,
             holdout_incumbent=inc_daily,
-            same_as_incumbent=best_params == dict(incumbent.params),
+            same_as_incumbent=same_params(best_params, incumbent.params),
             config=_gate_config(settings),
         )
         path, digest = _write_trial_returns(settings, run_id, result)

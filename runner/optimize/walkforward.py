@@ -18,7 +18,14 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from runner.backtest import Costs, daily_returns, simulate
+from runner.backtest import (
+    VOL_WINDOW,
+    Costs,
+    bars_per_year_of,
+    daily_returns,
+    risk_kwargs,
+    simulate,
+)
 from runner.errors import ConfigError
 from runner.strategies import Bars, Strategy
 
@@ -132,18 +139,29 @@ def run_block(
     params: Mapping[str, Any],
     block: Block,
     costs: Costs,
+    periods_per_year: int = 252,
 ) -> tuple[NDArray[np.datetime64], NDArray[np.float64], NDArray[np.float64]]:
-    """Simulate one block, starting flat: its days, daily returns and per-trade returns."""
-    window = bars.slice(block.start, block.stop)
+    """Simulate one block, starting flat: its days, daily returns and per-trade returns.
+
+    The simulation starts VOL_WINDOW bars early with trading off (`active_from`), so that
+    volatility targeting sizes the block's first trade from past bars only; those warm-up bars
+    are not part of the block's returns. With the risk parameters at their defaults this is
+    exactly a simulation of the block alone.
+    """
+    lead = min(VOL_WINDOW, block.start)
+    window = bars.slice(block.start - lead, block.stop)
     result = simulate(
         window,
-        target[block.start : block.stop],
+        target[block.start - lead : block.stop],
         stop_loss=float(params.get("stop_loss", 0.0) or 0.0),
         take_profit=float(params.get("take_profit", 0.0) or 0.0),
         costs=costs,
+        active_from=lead,
+        bars_per_year=bars_per_year_of(bars, periods_per_year),
+        **risk_kwargs(params),
     )
-    days, returns = daily_returns(window.time, result.bar_returns)
-    return days, returns, result.trades.ret
+    days, returns = daily_returns(window.time[lead:], result.bar_returns[lead:])
+    return days, returns, result.trades.ret * result.trades.size
 
 
 def evaluate(
@@ -163,7 +181,9 @@ def evaluate(
     all_returns: list[NDArray[np.float64]] = []
     n_trades = 0
     for k, block in enumerate(plan.folds):
-        days, returns, trade_returns = run_block(strategy, bars, target, params, block, costs)
+        days, returns, trade_returns = run_block(
+            strategy, bars, target, params, block, costs, periods_per_year
+        )
         value = score(returns, trade_returns, objective, periods_per_year)
         scores.append(value)
         all_days.append(days)
@@ -185,10 +205,11 @@ def holdout_returns(
     params: Mapping[str, Any],
     plan: WalkForwardPlan,
     costs: Costs,
+    periods_per_year: int = 252,
 ) -> tuple[NDArray[np.datetime64], NDArray[np.float64], NDArray[np.float64]]:
     """Daily and per-trade returns of `params` on the untouched final block."""
     target = strategy.signals(bars, params)
-    return run_block(strategy, bars, target, params, plan.holdout, costs)
+    return run_block(strategy, bars, target, params, plan.holdout, costs, periods_per_year)
 
 
 def summary(

@@ -1,11 +1,13 @@
 """What a strategy is to the engine: bars in, a target position per bar out, declared parameters.
 
 Owns the Bars container (validated OHLCV arrays), the Strategy protocol, loading a strategy by
-name or import path, and resolving parameters. It does not simulate fills (runner.backtest does).
+name or import path, and resolving parameters (the strategy's own and the risk parameters common
+to every strategy). It does not simulate fills (runner.backtest does).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import math
 from collections.abc import Mapping, Sequence
@@ -323,9 +325,25 @@ def load_strategy(ref: str) -> Strategy:
     return strategy
 
 
+@functools.cache
+def _risk_parameters() -> Mapping[str, Param]:
+    # Imported on first use: runner.backtest imports this module, and owns the sizing these
+    # parameters drive. Cached: resolve_params runs once per trial of a search.
+    from runner.backtest.risk import RISK_PARAMETERS
+
+    return {p.name: p for p in RISK_PARAMETERS}
+
+
+def _risk_problems(values: Mapping[str, Any]) -> list[str]:
+    from runner.backtest.risk import risk_problems
+
+    return risk_problems(values)
+
+
 def _parameter_issues(declared: object) -> list[str]:
     if not isinstance(declared, Sequence) or isinstance(declared, str):
         return [f"it must return a sequence of Param, got {type(declared).__name__}"]
+    reserved = _risk_parameters()
     issues: list[str] = []
     seen: set[str] = set()
     for i, p in enumerate(declared):
@@ -336,6 +354,11 @@ def _parameter_issues(declared: object) -> list[str]:
             issues.append(f"item {i} has name {p.name!r}, which is not an identifier")
         if p.name in seen:
             issues.append(f"{p.name!r} is declared twice")
+        if p.name in reserved:
+            issues.append(
+                f"{p.name!r} is a risk parameter common to every strategy "
+                "(runner.backtest.RISK_PARAMETERS); a strategy may not declare it"
+            )
         seen.add(p.name)
         if p.kind not in ("int", "float", "bool"):
             issues.append(f"{p.name!r} has kind {p.kind!r}; use int, float or bool")
@@ -401,16 +424,23 @@ def _bounds_problem(p: Param, value: int | float | bool) -> str | None:
 def resolve_params(strategy: Strategy, params: Mapping[str, Any] | None) -> dict[str, Any]:
     """`params` over the strategy's defaults, coerced to each kind and checked.
 
-    Unknown names, values of the wrong kind or out of bounds, and the strategy's own problems()
-    are reported together in one StrategyError. The result holds plain int/float/bool values
-    (JSON-ready) in the order the strategy declares them.
+    The risk parameters common to every strategy (runner.backtest.RISK_PARAMETERS: vol_target,
+    kelly_cap, max_position, daily_loss_limit) are accepted without the strategy declaring them;
+    they are coerced and checked the same way and appear in the result, after the strategy's own,
+    only when given (absent means their default, which changes nothing). Unknown names, values
+    of the wrong kind or out of bounds, and the strategy's own problems() are reported together
+    in one StrategyError. The result holds plain int/float/bool values (JSON-ready) in the order
+    the strategy declares them.
     """
     declared = {p.name: p for p in strategy.parameters()}
     given = dict(params or {})
+    # Risk parameters count only when given and not the strategy's own (load_strategy forbids
+    # a strategy to declare one; a strategy built by hand keeps its own meaning).
+    common = [p for name, p in _risk_parameters().items() if name in given and name not in declared]
     issues = [
         f"unknown parameter {name!r} (known: {', '.join(declared) or 'none'})"
         for name in given
-        if name not in declared
+        if name not in declared and name not in _risk_parameters()
     ]
     resolved: dict[str, Any] = {}
     typed = True
@@ -429,6 +459,21 @@ def resolve_params(strategy: Strategy, params: Mapping[str, Any] | None) -> dict
         if bound:
             issues.append(f"{name} = {bound}")
         resolved[name] = value
+    for p in common:
+        try:
+            value = _coerce(p, given[p.name])
+        except ValueError as exc:
+            issues.append(f"{p.name} = {exc}")
+            typed = False
+            continue
+        bound = _bounds_problem(p, value)
+        if bound:
+            issues.append(f"{p.name} = {bound}")
+        resolved[p.name] = value
+    if common:
+        issues.extend(
+            _risk_problems({p.name: resolved[p.name] for p in common if p.name in resolved})
+        )
     if typed:  # problems() may assume well-typed values; skip it when some are not
         try:
             issues.extend(strategy.problems(resolved))
