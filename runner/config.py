@@ -96,6 +96,17 @@ class Settings(BaseSettings):
         default=None,
         description="Optuna storage URL; default: SQLite beside the DuckDB file, or the PostgreSQL warehouse.",
     )
+    # -- risk adjustment: hard bounds it can never cross, and what it must achieve ----------
+    risk_vol_target_max: float = Field(default=0.4, ge=0, le=1, description="Annualised.")
+    risk_max_position_min: float = Field(default=0.05, gt=0, le=1)
+    risk_max_position_max: float = Field(default=1.0, gt=0, le=1)
+    risk_kelly_cap_min: float = Field(default=0.05, gt=0, le=1)
+    risk_kelly_cap_max: float = Field(default=1.0, gt=0, le=1)
+    risk_daily_loss_limit_max: float = Field(default=0.05, ge=0, lt=1)
+    risk_confidence: float = Field(
+        default=0.95, gt=0.5, lt=1, description="Confidence that drawdown stays under the warning."
+    )
+    risk_bootstrap_samples: int = Field(default=2000, ge=100)
     optimize_heartbeat_seconds: int = Field(default=5, ge=1)
     optimize_grace_seconds: int = Field(default=15, ge=2)
 

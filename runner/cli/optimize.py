@@ -139,7 +139,8 @@ def _num(value: Any, digits: int = 3) -> str:
 
 def outcome_table(outcome: Outcome) -> Table:
     colour = "green" if outcome.verdict == "candidate" else "red"
-    title = f"{escape(outcome.component_id)}: [{colour}]{outcome.verdict}[/]" + (
+    what = f"{escape(outcome.component_id)} ({outcome.task_type})"
+    title = f"{what}: [{colour}]{outcome.verdict}[/]" + (
         f" → version {outcome.candidate_version}" if outcome.candidate_version else ""
     )
     table = Table(title=title, title_justify="left", show_header=True)
@@ -148,30 +149,57 @@ def outcome_table(outcome: Outcome) -> Table:
     gates = outcome.gates
     cand = outcome.out_of_sample.get("candidate", {})
     inc = outcome.out_of_sample.get("incumbent", {})
-    rows = [
-        (
-            "trials (complete / pruned / failed)",
-            f"{outcome.n_trials} / {outcome.n_pruned} / {outcome.n_failed}",
-        ),
-        (
-            "best parameters",
-            escape(", ".join(f"{k}={_param(v)}" for k, v in outcome.best_params.items())),
-        ),
-        ("walk-forward score", _num(outcome.in_sample.get("value"))),
-        (f"deflated Sharpe (≥ {gates.get('dsr_min')})", _num(gates.get("dsr"))),
-        (f"PBO, S = {gates.get('pbo_blocks')} (≤ {gates.get('pbo_max')})", _num(gates.get("pbo"))),
-        (
-            "track length / MinTRL (days)",
-            f"{gates.get('track_length')} / {_num(gates.get('min_trl'), 0)}",
-        ),
-        (
-            "holdout Sharpe candidate / production",
-            f"{_num(cand.get('sharpe'), 2)} / {_num(inc.get('sharpe'), 2)}",
-        ),
-        (f"holdout paired p (< {gates.get('alpha')})", _num(gates.get("holdout_p"))),
-        ("run", escape(outcome.run_id)),
-        ("seconds", f"{outcome.duration_seconds:.1f}"),
-    ]
+    if outcome.task_type == "risk_adjustment":
+        before, after = outcome.in_sample.get("before", {}), outcome.in_sample.get("after", {})
+        confidence = gates.get("confidence", 0.95)
+        rows = [
+            ("settings tried", str(outcome.n_trials)),
+            (
+                "risk parameters",
+                escape(
+                    ", ".join(f"{k}={_param(v)}" for k, v in gates.get("risk_params", {}).items())
+                ),
+            ),
+            (
+                f"drawdown at {confidence:.0%}, 1 year (< {gates.get('threshold')})",
+                f"{_num(before.get('drawdown_quantile'))} → {_num(after.get('drawdown_quantile'))}",
+            ),
+            (
+                "CAGR on the search blocks",
+                f"{_num(before.get('cagr'))} → {_num(after.get('cagr'))}",
+            ),
+            (
+                "holdout max drawdown candidate / production",
+                f"{_num(cand.get('max_drawdown'))} / {_num(inc.get('max_drawdown'))}",
+            ),
+        ]
+    else:
+        rows = [
+            (
+                "trials (complete / pruned / failed)",
+                f"{outcome.n_trials} / {outcome.n_pruned} / {outcome.n_failed}",
+            ),
+            (
+                "best parameters",
+                escape(", ".join(f"{k}={_param(v)}" for k, v in outcome.best_params.items())),
+            ),
+            ("walk-forward score", _num(outcome.in_sample.get("value"))),
+            (f"deflated Sharpe (≥ {gates.get('dsr_min')})", _num(gates.get("dsr"))),
+            (
+                f"PBO, S = {gates.get('pbo_blocks')} (≤ {gates.get('pbo_max')})",
+                _num(gates.get("pbo")),
+            ),
+            (
+                "track length / MinTRL (days)",
+                f"{gates.get('track_length')} / {_num(gates.get('min_trl'), 0)}",
+            ),
+            (
+                "holdout Sharpe candidate / production",
+                f"{_num(cand.get('sharpe'), 2)} / {_num(inc.get('sharpe'), 2)}",
+            ),
+            (f"holdout paired p (< {gates.get('alpha')})", _num(gates.get("holdout_p"))),
+        ]
+    rows += [("run", escape(outcome.run_id)), ("seconds", f"{outcome.duration_seconds:.1f}")]
     for label, value in rows:
         table.add_row(label, value)
     return table

@@ -4,7 +4,8 @@
 `join()` adds workers to a study another machine started.
 """
 
-from runner.optimize.search import Outcome, SearchOptions, join, optimize
+from runner.optimize.dispatch import optimize
+from runner.optimize.search import Outcome, SearchOptions, join
 from runner.optimize.targets import Target
 
 __all__ = ["Outcome", "SearchOptions", "Target", "join", "optimize"]

@@ -42,7 +42,7 @@ from runner.optimize.study import (
     storage_config,
     study_name_for,
 )
-from runner.optimize.targets import Target, choose_targets
+from runner.optimize.targets import Target
 from runner.optimize.versions import (
     StrategyVersion,
     add_candidate,
@@ -88,6 +88,7 @@ class Outcome:
     n_failed: int
     duration_seconds: float
     trial_returns_path: str | None = None
+    task_type: str = "hyperparameter"
     notes: tuple[str, ...] = field(default=())
 
 
@@ -419,24 +420,3 @@ def join(
         ),
     )
     return collect(study).n_complete
-
-
-def optimize(
-    settings: Settings,
-    *,
-    component: str | None = None,
-    task_id: str | None = None,
-    options: SearchOptions = SearchOptions(),
-    progress: Progress | None = None,
-) -> list[Outcome]:
-    """Optimize every chosen target in turn; an empty list when there is nothing to do."""
-    with connect(settings) as wh:
-        migrate(wh)
-        targets = choose_targets(wh, component, task_id, task_types=("hyperparameter",))
-    for target in targets:
-        if target.task_type != "hyperparameter":
-            raise ConfigError(
-                f"Task {target.task_id!r} is a {target.task_type} task; this runner runs "
-                "hyperparameter tasks."
-            )
-    return [run_target(settings, target, options, progress) for target in targets]

@@ -209,7 +209,11 @@ def test_the_cli_prints_the_verdict_with_its_gates_and_reasons(
     text = " ".join(
         run("optimize", "--component", "noise_sma", "--trials", "12", "--seed", "1").split()
     )
-    assert "noise_sma: rejected" in text and "deflated Sharpe" in text and "PBO" in text
+    assert (
+        "noise_sma (hyperparameter): rejected" in text
+        and "deflated Sharpe" in text
+        and "PBO" in text
+    )
     assert "•" in text  # the reasons, one per line
     doc = json.loads(run("optimize", "--component", "noise_sma", "--trials", "12", "--json"))
     [run_doc] = doc["runs"]
@@ -237,3 +241,45 @@ def test_status_lists_the_runs_with_their_gates(duckdb_market: Settings) -> None
         assert status_report(wh, "trend_sma").optimization_runs == []
     assert row["run_id"] == outcome.run_id and row["verdict"] == "rejected"
     assert row["reasons"] == list(outcome.reasons) and row["n_trials"] == outcome.n_trials
+
+
+def test_a_risk_task_sizes_down_a_volatile_strategy_within_its_bounds(
+    duckdb_market: Settings,
+) -> None:
+    settings = duckdb_market.model_copy(update={"risk_max_position_min": 0.1})
+    with open_warehouse(settings) as wh:
+        insert_optimization_tasks(
+            wh,
+            [
+                OptimizationTask(
+                    task_id="risk_noise",
+                    task_type="risk_adjustment",
+                    component_id="noise_sma",
+                    frequency="weekly",
+                    next_run_at=datetime.now(UTC),
+                )
+            ],
+        )
+    [outcome] = optimize(settings, task_id="risk_noise", options=SearchOptions(seed=1))
+    assert outcome.task_type == "risk_adjustment"
+    assert outcome.verdict == "candidate", outcome.reasons
+    risk = outcome.gates["risk_params"]
+    assert 0.1 <= risk["max_position"] <= 1.0 and 0.0 <= risk["vol_target"] <= 0.4
+    assert (
+        outcome.in_sample["after"]["drawdown_quantile"]
+        < 0.10
+        < outcome.in_sample["before"]["drawdown_quantile"]
+    )
+    assert (
+        outcome.out_of_sample["candidate"]["max_drawdown"]
+        <= outcome.out_of_sample["incumbent"]["max_drawdown"]
+    )
+    with connect(settings) as wh:
+        versions = list_versions(wh, "noise_sma")
+        [done] = read_events(wh, event_types=["optimization_completed"])
+    assert (
+        versions[-1].status == "candidate"
+        and versions[-1].params["max_position"] == risk["max_position"]
+    )
+    assert versions[-1].params["fast"] == versions[0].params["fast"]  # only risk moved
+    assert done.task_id == "risk_noise" and done.metrics["task_type"] == "risk_adjustment"
