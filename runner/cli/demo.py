@@ -76,8 +76,8 @@ def demo(
         for reason in outcome.reasons:
             console.print(f"  [red]•[/] {escape(reason)}", highlight=False)
     console.print(
-        "A rejected run is the engine working: the best of many trials on real prices is "
-        "usually what luck alone gives; only a candidate that clears every gate goes to DEPLOY."
+        "A rejected search is the engine working: the best of many trials on real prices is "
+        "usually what luck alone gives. Only a candidate that clears every gate goes on to DEPLOY."
     )
     console.print(
         f"\nThe marts are in {result.database}. Explore them with\n"
