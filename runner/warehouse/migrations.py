@@ -264,6 +264,60 @@ MIGRATIONS: tuple[Migration, ...] = (
             " on optimization_runs (component_id, started_at)",
         ),
     ),
+    Migration(
+        4,
+        "OPTIMIZE: model registry (model_versions) and feature importances",
+        (
+            """
+            create table if not exists model_versions (
+                -- one trained classifier per row; the LightGBM text lives at artifact_path and
+                -- artifact_sha256 pins it. Only status moves afterwards (runner/optimize/models.py).
+                -- features, params, gate_reasons and gate_values are JSON documents stored as text.
+                model_id text not null,
+                version integer not null check (version >= 1),
+                component_id text,
+                features text not null,
+                params text not null,
+                training_start timestamp,
+                training_end timestamp,
+                label_horizon_bars integer not null check (label_horizon_bars >= 1),
+                oos_rows integer,
+                oos_log_loss double precision,
+                oos_auc double precision,
+                oos_brier double precision,
+                oos_accuracy double precision,
+                oos_calibration_error double precision,
+                artifact_path text,
+                artifact_sha256 text,
+                parent_version integer,
+                status text not null check (
+                    status in ('production', 'candidate', 'rejected', 'retired')
+                ),
+                gate_reasons text not null default '[]',
+                gate_values text not null default '{}',
+                optimization_run_id text,
+                code_version text not null,
+                created_at timestamp with time zone not null,
+                status_changed_at timestamp with time zone not null,
+                primary key (model_id, version)
+            )
+            """,
+            """
+            create table if not exists feature_importances (
+                -- gain: share of the model's total split gain; permutation_*: out-of-sample
+                -- log-loss increase when the feature is shuffled (mean, std over folds x repeats).
+                model_id text not null,
+                version integer not null,
+                feature text not null,
+                gain double precision,
+                permutation_importance double precision,
+                permutation_std double precision,
+                selected boolean not null,
+                primary key (model_id, version, feature)
+            )
+            """,
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version
