@@ -7,6 +7,7 @@ from collections.abc import Callable
 from runner.config import Settings
 from runner.errors import ConfigError
 from runner.optimize.adjust import run_risk_target
+from runner.optimize.retraining import run_model_target
 from runner.optimize.search import Outcome, Progress, SearchOptions, run_target
 from runner.optimize.targets import Target, choose_targets
 from runner.warehouse import connect
@@ -27,8 +28,16 @@ def _risk(
     return run_risk_target(settings, target, options)
 
 
+def _model(
+    settings: Settings, target: Target, options: SearchOptions, _: Progress | None
+) -> Outcome:
+    return run_model_target(settings, target, options)
+
+
 PROCEDURES: dict[str, Procedure] = {
     "hyperparameter": _hyperparameter,
+    "retrain": _model,
+    "feature_selection": _model,
     "risk_adjustment": _risk,
 }
 

@@ -283,3 +283,38 @@ def test_a_risk_task_sizes_down_a_volatile_strategy_within_its_bounds(
     )
     assert versions[-1].params["fast"] == versions[0].params["fast"]  # only risk moved
     assert done.task_id == "risk_noise" and done.metrics["task_type"] == "risk_adjustment"
+
+
+def test_a_retrain_task_trains_from_the_feature_mart_and_registers_the_version(
+    market_settings: Settings,
+) -> None:
+    from runner.optimize import models
+
+    run_dbt(market_settings, "run", select="+fct_bar_features")
+    with open_warehouse(market_settings) as wh:
+        insert_optimization_tasks(
+            wh,
+            [
+                OptimizationTask(
+                    task_id="retrain_noise",
+                    task_type="retrain",
+                    component_id="noise_sma",
+                    frequency="weekly",
+                    next_run_at=datetime.now(UTC),
+                )
+            ],
+        )
+    [outcome] = optimize(market_settings, task_id="retrain_noise", options=SearchOptions(seed=1))
+    assert outcome.task_type == "retrain"
+    assert outcome.verdict == "rejected" and outcome.reasons  # noise: nothing to learn
+    assert 0.4 < outcome.out_of_sample["candidate"]["auc"] < 0.6
+    with connect(market_settings) as wh:
+        [version] = models.list_versions(wh, "noise_sma_model")
+        importances = models.read_importances(wh, "noise_sma_model", version.version)
+        kinds = [e.event_type for e in read_events(wh, component="noise_sma")]
+        row = run_row(market_settings, outcome.run_id)
+    assert version.status == "rejected" and version.optimization_run_id == outcome.run_id
+    assert version.features and all(f.startswith("f_") for f in version.features)
+    assert {i.feature for i in importances} >= set(version.features)
+    assert kinds[-3:] == ["optimization_started", "model_version_created", "optimization_rejected"]
+    assert row["verdict"] == "rejected"
