@@ -13,6 +13,7 @@ from runner.cli.backtest import backtest_command
 from runner.cli.demo import demo
 from runner.cli.ingest import ingest
 from runner.cli.optimize import optimize_command
+from runner.cli.score import score_command
 from runner.cli.status import status
 from runner.errors import TradebaseError
 from runner.redact import redact
@@ -26,6 +27,7 @@ for command in (
     analyze_command,
     backtest_command,
     optimize_command,
+    score_command,
     status,
     demo,
 ):
