@@ -129,6 +129,8 @@ def optuna_schema(settings: Settings) -> str:
 
 def open_storage(config: StorageConfig) -> optuna.storages.RDBStorage:
     import optuna
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+    from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_fixed
 
     engine_kwargs: dict[str, Any] = {}
     if config.url.startswith("sqlite"):
@@ -136,13 +138,23 @@ def open_storage(config: StorageConfig) -> optuna.storages.RDBStorage:
         engine_kwargs["connect_args"] = {"timeout": 60}
     else:
         engine_kwargs["pool_pre_ping"] = True
-    with _experimental_ok():
-        return optuna.storages.RDBStorage(
-            config.url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=config.heartbeat_seconds,
-            grace_period=config.grace_seconds,
-        )
+    # Two processes creating the storage's tables and enum types at once (a coordinator and a
+    # joining worker on a new schema) collide on the catalog; the loser finds them made and
+    # succeeds on retry.
+    for attempt in Retrying(
+        retry=retry_if_exception_type((IntegrityError, ProgrammingError)),
+        stop=stop_after_attempt(4),
+        wait=wait_fixed(0.5),
+        reraise=True,
+    ):
+        with attempt, _experimental_ok():
+            return optuna.storages.RDBStorage(
+                config.url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=config.heartbeat_seconds,
+                grace_period=config.grace_seconds,
+            )
+    raise AssertionError("unreachable: Retrying re-raises the last error")
 
 
 @contextmanager

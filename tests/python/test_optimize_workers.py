@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -96,6 +97,8 @@ def test_a_worker_killed_mid_trial_leaves_the_study_consistent(pg_market: Settin
     try:
 
         def running_study() -> str | None:
+            if coordinator.poll() is not None:
+                raise AssertionError(f"the coordinator exited: {coordinator.communicate()[1]}")
             with connect(pg_market) as wh:
                 row = wh.fetchone("select study_name from optimization_runs")
             if row is None:
@@ -140,3 +143,40 @@ def test_a_worker_killed_mid_trial_leaves_the_study_consistent(pg_market: Settin
             {"s": study_name},
         )
     assert row is not None and row[0] in ("candidate", "rejected") and row[1] >= 1
+
+
+def _open(url: str, results: Any) -> None:
+    from runner.optimize.study import StorageConfig
+
+    try:
+        open_storage(StorageConfig(url, "postgres", 5, 15))
+        results.put("ok")
+    except Exception as exc:  # reported to the test, which fails on it
+        results.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_processes_creating_the_storage_at_once_all_succeed(pg_url: str) -> None:
+    """A coordinator and joining workers can start together on a new schema: creating Optuna's
+    tables and enum types concurrently collides in the catalog, and open_storage retries."""
+    import multiprocessing
+    import uuid
+
+    import psycopg
+
+    schema = f"tb_race_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_url, autocommit=True) as con:
+        con.execute(f'create schema "{schema}"'.encode())
+    try:
+        base = pg_url.replace("postgresql://", "postgresql+psycopg://", 1)
+        url = f"{base}?options=-csearch_path%3D{schema}"
+        spawn = multiprocessing.get_context("spawn")
+        results = spawn.Queue()
+        processes = [spawn.Process(target=_open, args=(url, results)) for _ in range(3)]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join(60)
+        assert [results.get(timeout=5) for _ in processes] == ["ok"] * 3
+    finally:
+        with psycopg.connect(pg_url, autocommit=True) as con:
+            con.execute(f'drop schema if exists "{schema}" cascade'.encode())
