@@ -36,6 +36,8 @@ from runner.strategies import Bars, Param, Strategy, load_strategy
 if TYPE_CHECKING:
     import optuna
 
+# A complete trial's walk-forward result: daily P&L on the grid, fold scores, trades.
+RESULT_ATTR = "walk_forward"
 # Pruning compares fold scores with the best trial's (paired); 0.1 as Optuna recommends.
 PRUNE_P_THRESHOLD = 0.1
 
@@ -238,9 +240,15 @@ def objective_for(context: SearchContext) -> Callable[[optuna.Trial], float]:
             spec.periods_per_year,
             after_fold=after_fold,
         )
-        trial.set_user_attr("daily_returns", [float(x) for x in result.returns])
-        trial.set_user_attr("fold_scores", list(result.fold_scores))
-        trial.set_user_attr("n_trades", result.n_trades)
+        # One attribute, one storage commit (the storage, not the backtest, bounds trials/s).
+        trial.set_user_attr(
+            RESULT_ATTR,
+            {
+                "daily_returns": [float(x) for x in result.returns],
+                "fold_scores": list(result.fold_scores),
+                "n_trades": result.n_trades,
+            },
+        )
         return result.score
 
     return objective
@@ -414,14 +422,14 @@ def collect(study: optuna.Study) -> StudyResult:
     from optuna.trial import TrialState
 
     trials = study.get_trials(deepcopy=False)
-    complete = [
-        t for t in trials if t.state == TrialState.COMPLETE and "daily_returns" in t.user_attrs
-    ]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and RESULT_ATTR in t.user_attrs]
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
     infeasible = sum(1 for t in pruned if "infeasible" in t.user_attrs)
     failed = sum(1 for t in trials if t.state == TrialState.FAIL)
     grid = np.array(study.user_attrs["grid"], dtype="datetime64[D]")
-    columns = [np.asarray(t.user_attrs["daily_returns"], dtype=np.float64) for t in complete]
+    columns = [
+        np.asarray(t.user_attrs[RESULT_ATTR]["daily_returns"], dtype=np.float64) for t in complete
+    ]
     matrix = np.column_stack(columns) if columns else np.empty((len(grid), 0))
     return StudyResult(
         n_complete=len(complete),
@@ -433,7 +441,7 @@ def collect(study: optuna.Study) -> StudyResult:
         days=grid,
         values=np.array([float(t.value or 0.0) for t in complete]),
         params=tuple(_full_params(study, t.params) for t in complete),
-        n_trades=tuple(int(t.user_attrs.get("n_trades", 0)) for t in complete),
+        n_trades=tuple(int(t.user_attrs[RESULT_ATTR]["n_trades"]) for t in complete),
     )
 
 
