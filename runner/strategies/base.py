@@ -249,6 +249,27 @@ class Param:
     description: str = ""
 
 
+# The exits every built-in offers; the backtester applies them (runner.backtest.simulate).
+EXIT_PARAMETERS: tuple[Param, ...] = (
+    Param(
+        "stop_loss",
+        "float",
+        0.0,
+        0.0,
+        0.5,
+        description="Stop-loss as a fraction of the entry fill price; 0 = off.",
+    ),
+    Param(
+        "take_profit",
+        "float",
+        0.0,
+        0.0,
+        1.0,
+        description="Take-profit as a fraction of the entry fill price; 0 = off.",
+    ),
+)
+
+
 @runtime_checkable
 class Strategy(Protocol):
     """A trading rule. Instantiated with no arguments; stateless between calls.

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from runner.strategies.base import Bars, Param
+from runner.strategies.base import EXIT_PARAMETERS, Bars, Param
 
 PARAMETERS = (
     Param(
@@ -34,22 +34,7 @@ PARAMETERS = (
         log=True,
         description="Bars in the exit channel (lowest low).",
     ),
-    Param(
-        "stop_loss",
-        "float",
-        0.0,
-        0.0,
-        0.5,
-        description="Stop-loss as a fraction of the entry fill price; 0 = off.",
-    ),
-    Param(
-        "take_profit",
-        "float",
-        0.0,
-        0.0,
-        1.0,
-        description="Take-profit as a fraction of the entry fill price; 0 = off.",
-    ),
+    *EXIT_PARAMETERS,
     Param(
         "allow_short",
         "bool",

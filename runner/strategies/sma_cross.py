@@ -13,28 +13,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from runner.strategies.base import Bars, Param
+from runner.strategies.base import EXIT_PARAMETERS, Bars, Param
 
 # Windows are searched on a log scale: 5 vs 10 bars differ as much as 100 vs 200.
 PARAMETERS = (
     Param("fast", "int", 10, 2, 100, log=True, description="Bars in the fast SMA of the close."),
     Param("slow", "int", 30, 5, 400, log=True, description="Bars in the slow SMA of the close."),
-    Param(
-        "stop_loss",
-        "float",
-        0.0,
-        0.0,
-        0.5,
-        description="Stop-loss as a fraction of the entry fill price; 0 = off.",
-    ),
-    Param(
-        "take_profit",
-        "float",
-        0.0,
-        0.0,
-        1.0,
-        description="Take-profit as a fraction of the entry fill price; 0 = off.",
-    ),
+    *EXIT_PARAMETERS,
     Param(
         "allow_short",
         "bool",
