@@ -153,7 +153,9 @@ def run_risk_target(settings: Settings, target: Target, options: SearchOptions) 
         reasons.append(
             "The current risk parameters already meet the drawdown target: nothing to change."
         )
-    worse = holdout["candidate"]["max_drawdown"] > holdout["incumbent"]["max_drawdown"] + 1e-12
+    cand_dd, inc_dd = holdout["candidate"]["max_drawdown"], holdout["incumbent"]["max_drawdown"]
+    assert cand_dd is not None and inc_dd is not None  # a drawdown is always known
+    worse = cand_dd > inc_dd + 1e-12
     if adjustment.verdict == "adjusted" and worse:
         reasons.append(
             f"On the untouched final block the adjusted version draws down more "

@@ -245,6 +245,18 @@ def get_version(wh: Warehouse, model_id: str, version: int) -> ModelVersion:
     return _version(row)
 
 
+def model_of(wh: Warehouse, component_id: str) -> str:
+    """The model a component uses (seeds/component_models.csv), else `<component>_model`."""
+    if wh.table_exists("component_models"):
+        row = wh.fetchone(
+            "select model_id from component_models where component_id = %(c)s order by model_id",
+            {"c": component_id},
+        )
+        if row is not None and row[0]:
+            return str(row[0])
+    return f"{component_id}_model"
+
+
 def production_version(wh: Warehouse, model_id: str) -> ModelVersion | None:
     """The version in production (the newest, should two ever be), or None before the first."""
     row = wh.fetchone(

@@ -468,7 +468,7 @@ def fit_early_stopped(
     return FittedModel(booster, fit, valid, max(best, 1), base_rate)
 
 
-def _fit_rounds(
+def fit_rounds(
     frame: FeatureFrame,
     rows: IntArray,
     features: tuple[str, ...],
@@ -673,7 +673,7 @@ def retrain(
     rounds = 0
     if final_features:
         rounds = fit_early_stopped(frame, rows, final_features, final_params, config).best_iteration
-        model = _fit_rounds(frame, rows, final_features, final_params, rounds)
+        model = fit_rounds(frame, rows, final_features, final_params, rounds)
         model_text = model.model_to_string()
     for name in candidates:
         if name not in final_features:

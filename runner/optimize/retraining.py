@@ -28,20 +28,8 @@ from runner.optimize.targets import Target
 from runner.optimize.versions import read_components
 from runner.redact import redact
 from runner.version import code_version
-from runner.warehouse import Warehouse, connect
+from runner.warehouse import connect
 from runner.warehouse.migrations import migrate
-
-
-def model_of(wh: Warehouse, component_id: str) -> str:
-    """The model a component uses (seeds/component_models.csv), else `<component>_model`."""
-    if wh.table_exists("component_models"):
-        row = wh.fetchone(
-            "select model_id from component_models where component_id = %(c)s order by model_id",
-            {"c": component_id},
-        )
-        if row is not None and row[0]:
-            return str(row[0])
-    return f"{component_id}_model"
 
 
 def run_model_target(settings: Settings, target: Target, options: SearchOptions) -> Outcome:
@@ -52,7 +40,7 @@ def run_model_target(settings: Settings, target: Target, options: SearchOptions)
     with connect(settings) as wh:
         migrate(wh)
         component = read_components(wh, target.component_id)[0]
-        model_id = model_of(wh, component.component_id)
+        model_id = models.model_of(wh, component.component_id)
         production = models.production_version(wh, model_id)
         incumbent = None if production is None else models.as_incumbent(production)
         frame = load_features(wh, component.symbol, end=end)

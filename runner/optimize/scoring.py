@@ -24,7 +24,6 @@ from runner.config import Settings
 from runner.errors import ConfigError
 from runner.optimize import models
 from runner.optimize.features import FEATURE_RELATION, as_time, load_features
-from runner.optimize.retraining import model_of
 from runner.optimize.versions import Component, read_components
 from runner.warehouse import Warehouse, connect
 from runner.warehouse.migrations import migrate
@@ -191,7 +190,7 @@ def score_component(
     now: datetime,
 ) -> tuple[ScoreResult, Event | None]:
     """Score one component inside the caller's transaction; the event is None when skipped."""
-    model_id = model_of(wh, component.component_id)
+    model_id = models.model_of(wh, component.component_id)
     production = models.production_version(wh, model_id)
     if production is None:
         note = f"model {model_id} has no production version in the registry; nothing scored."

@@ -25,9 +25,10 @@ from runner.audit import AuditTrail, Event
 from runner.backtest import RISK_PARAMETERS
 from runner.config import Settings
 from runner.errors import ConfigError
-from runner.optimize import runs
+from runner.optimize import models, runs
 from runner.optimize.data import load_bars, load_bars_between
 from runner.optimize.gates import GateConfig, GateReport, evaluate_gates
+from runner.optimize.probabilities import with_model
 from runner.optimize.space import describe
 from runner.optimize.study import (
     SearchContext,
@@ -52,6 +53,7 @@ from runner.optimize.versions import (
 )
 from runner.optimize.walkforward import holdout_returns, summary
 from runner.redact import redact
+from runner.strategies import load_strategy
 from runner.version import code_version
 from runner.warehouse import connect
 from runner.warehouse.migrations import migrate
@@ -153,6 +155,15 @@ def run_target(
         incumbent: StrategyVersion = production_version(wh, component.component_id)
         bars = load_bars(
             wh, component.symbol, as_of=options.as_of, lookback_days=settings.optimize_lookback_days
+        )
+        # ml_signal: the out-of-sample probabilities of the model version the incumbent trades
+        # (model_version is never searched, so candidate and incumbent see the same ones).
+        bars = with_model(
+            wh,
+            bars,
+            load_strategy(incumbent.strategy),
+            incumbent.params,
+            models.model_of(wh, component.component_id),
         )
         spec = StudySpec(
             study_name=study_name_for(component.component_id, started),
@@ -267,7 +278,12 @@ def run_target(
     in_sample = {
         "objective": spec.objective,
         "value": float(result.values[best_column]),
-        **summary(best_returns, [], spec.periods_per_year),
+        # The trial attribute keeps daily returns and a trade count, not each trade's return.
+        **{
+            k: v
+            for k, v in summary(best_returns, [], spec.periods_per_year).items()
+            if k != "win_rate"
+        },
         "n_trades": result.n_trades[best_column],
     }
     out_of_sample = {
@@ -406,6 +422,13 @@ def join(
     spec = load_spec(open_storage(storage), study_name)
     with connect(settings) as wh:
         bars = load_bars_between(wh, spec.symbol, spec.data_start, spec.data_end)
+        bars = with_model(
+            wh,
+            bars,
+            load_strategy(spec.strategy),
+            spec.fixed_params,
+            models.model_of(wh, spec.component_id),
+        )
     context = SearchContext.build(spec, bars)
     study = run_study(
         context,

@@ -17,10 +17,11 @@ if TYPE_CHECKING:
 
 
 def searched_params(strategy: Strategy, names: Sequence[str] | None) -> tuple[Param, ...]:
-    """The parameters to vary: `names` if given (each must exist and have bounds), else all."""
+    """The parameters to vary: `names` if given (each must exist and have bounds), else every
+    searchable one."""
     space = {p.name: p for p in strategy.parameters()}
     if names is None:
-        chosen = list(space.values())
+        chosen = [p for p in space.values() if p.searchable]
     else:
         unknown = [n for n in names if n not in space]
         if unknown:

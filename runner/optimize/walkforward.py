@@ -216,8 +216,9 @@ def summary(
     returns: NDArray[np.float64],
     trade_returns: Sequence[float] | NDArray[np.float64],
     periods_per_year: int,
-) -> dict[str, float | int]:
-    """The numbers a person reads about a block: Sharpe, total return, drawdown, trades."""
+) -> dict[str, float | int | None]:
+    """The numbers a person reads about a block: Sharpe, total return, drawdown, trades (win rate
+    None without trades: unknown, not zero)."""
     trades = np.asarray(trade_returns, dtype=np.float64)
     return {
         "days": len(returns),
@@ -225,5 +226,5 @@ def summary(
         "total_return": float(np.prod(1.0 + returns) - 1.0) if len(returns) else 0.0,
         "max_drawdown": _max_drawdown(returns),
         "n_trades": len(trades),
-        "win_rate": float(np.mean(trades > 0)) if len(trades) else 0.0,
+        "win_rate": float(np.mean(trades > 0)) if len(trades) else None,
     }

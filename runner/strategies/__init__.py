@@ -1,6 +1,6 @@
 """Strategies: the Bars container, the Strategy protocol, the built-ins and parameter handling.
 
-Built-ins: sma_cross (SmaCross) and donchian_breakout (DonchianBreakout). A user strategy is any
+Built-ins: sma_cross (SmaCross), donchian_breakout (DonchianBreakout) and ml_signal (MlSignal). A user strategy is any
 class satisfying Strategy, loaded by its import path `package.module:Class`.
 """
 
@@ -17,12 +17,14 @@ from runner.strategies.base import (
     resolve_params,
 )
 from runner.strategies.donchian import DonchianBreakout
+from runner.strategies.ml_signal import MlSignal
 from runner.strategies.sma_cross import SmaCross
 
 __all__ = [
     "BUILTINS",
     "Bars",
     "DonchianBreakout",
+    "MlSignal",
     "Param",
     "ParamKind",
     "SmaCross",

@@ -29,6 +29,7 @@ ParamKind = Literal["int", "float", "bool"]
 BUILTINS: Mapping[str, str] = {
     "sma_cross": "runner.strategies.sma_cross:SmaCross",
     "donchian_breakout": "runner.strategies.donchian:DonchianBreakout",
+    "ml_signal": "runner.strategies.ml_signal:MlSignal",
 }
 
 _TIME_COLUMNS = ("ts", "time", "timestamp", "datetime", "date")
@@ -56,6 +57,9 @@ class Bars:
 
     `time` is datetime64[ns] in UTC (naive), strictly increasing. Prices are finite and positive,
     and every bar's high/low contain its open and close. `volume` may be NaN when unknown.
+    `probability` is optional: a model's probability that the price rises, decided on each bar's
+    close (NaN where there is none), for strategies that trade a model (ml_signal). Whoever
+    attaches it guarantees each value is out of sample for its bar (runner.optimize.probabilities).
     Construction validates (ConfigError naming the first bad bar) and copies nothing that is
     already float64 and contiguous.
     """
@@ -67,6 +71,7 @@ class Bars:
     low: NDArray[np.float64]
     close: NDArray[np.float64]
     volume: NDArray[np.float64]
+    probability: NDArray[np.float64] | None = None
 
     def __post_init__(self) -> None:
         who = f"Bars for {self.symbol}" if self.symbol else "Bars"
@@ -79,6 +84,11 @@ class Bars:
                 columns[name] = np.ascontiguousarray(getattr(self, name), dtype=np.float64)
             except (TypeError, ValueError):
                 raise ConfigError(f"{who}: {name} is not numeric.") from None
+        if self.probability is not None:
+            try:
+                columns["probability"] = np.ascontiguousarray(self.probability, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{who}: probability is not numeric.") from None
         n = len(columns["time"])
         for name, values in columns.items():
             if values.ndim != 1 or len(values) != n:
@@ -115,11 +125,14 @@ class Bars:
                     f"{who}: {name} must be finite and positive; bar {i} ({_when(time, i)}) "
                     f"has {float(values[i])!r}."
                 )
-        checks = (
+        checks: list[tuple[NDArray[np.bool_], str]] = [
             (self.high < np.maximum(self.open, self.close), "high is below max(open, close)"),
             (self.low > np.minimum(self.open, self.close), "low is above min(open, close)"),
             (self.volume < 0, "volume is negative"),
-        )
+        ]
+        if self.probability is not None:
+            p = self.probability
+            checks.append((~np.isnan(p) & ~((p >= 0) & (p <= 1)), "probability is outside [0, 1]"))
         for bad, what in checks:
             if bad.any():
                 i = int(np.flatnonzero(bad)[0])
@@ -143,11 +156,26 @@ class Bars:
             self.low[s],
             self.close[s],
             self.volume[s],
+            None if self.probability is None else self.probability[s],
+        )
+
+    def with_probability(self, probability: NDArray[np.float64] | None) -> Bars:
+        """The same bars with `probability` attached (one value per bar, NaN where none)."""
+        return Bars(
+            self.symbol,
+            self.time,
+            self.open,
+            self.high,
+            self.low,
+            self.close,
+            self.volume,
+            probability,
         )
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame, symbol: str = "") -> Bars:
-        """Bars from a DataFrame: open/high/low/close (any case; volume optional, NaN if absent).
+        """Bars from a DataFrame: open/high/low/close (any case; volume optional, NaN if absent;
+        an optional `probability` column is a model's out-of-sample P(up) per bar, see Bars).
 
         The time is a DatetimeIndex or a ts/time/timestamp/datetime/date column; tz-aware times
         are converted to UTC, naive ones are taken as UTC. A `symbol` column is filtered to
@@ -202,6 +230,12 @@ class Bars:
                 values[name] = frame[columns[name]].to_numpy(dtype=np.float64, copy=True)
             except (TypeError, ValueError):
                 raise ConfigError(f"{who}: column {columns[name]} is not numeric.") from None
+        probability = None
+        if "probability" in columns:
+            try:
+                probability = frame[columns["probability"]].to_numpy(dtype=np.float64, copy=True)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{who}: column probability is not numeric.") from None
         return cls(
             symbol=symbol,
             time=stamps.to_numpy(dtype="datetime64[ns]"),
@@ -210,6 +244,7 @@ class Bars:
             low=values["low"],
             close=values["close"],
             volume=values["volume"],
+            probability=probability,
         )
 
     @classmethod
@@ -238,7 +273,11 @@ class Bars:
 
 @dataclass(frozen=True)
 class Param:
-    """One tunable parameter: its kind, default and search range ([low, high], inclusive)."""
+    """One parameter: its kind, default and range ([low, high], inclusive).
+
+    `searchable=False` marks a parameter the search never varies unless a task names it
+    (ml_signal's model_version: which model it trades is a choice of DEPLOY, not of a search).
+    """
 
     name: str
     kind: ParamKind
@@ -247,6 +286,7 @@ class Param:
     high: float | None = None
     log: bool = False
     description: str = ""
+    searchable: bool = True
 
 
 # The exits every built-in offers; the backtester applies them (runner.backtest.simulate).

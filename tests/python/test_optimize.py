@@ -27,13 +27,16 @@ pytestmark = pytest.mark.integration
 
 
 def component(
-    component_id: str, symbol: str, params: Mapping[str, Any] | None = None
+    component_id: str,
+    symbol: str,
+    params: Mapping[str, Any] | None = None,
+    strategy: str = "sma_cross",
 ) -> dict[str, Any]:
     return {
         "component_id": component_id,
         "initial_capital": 100000,
         "periods_per_year": 252,
-        "strategy": "sma_cross",
+        "strategy": strategy,
         "description": "optimize test",
         "symbol": symbol,
         "params": json.dumps(dict(params)) if params else "",
@@ -60,6 +63,7 @@ def market_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[
         [
             component("noise_sma", "NOISE"),
             component("trend_sma", "TREND", {"fast": 60, "slow": 250, "allow_short": True}),
+            component("trend_ml", "TREND", {"model_version": 1}, strategy="ml_signal"),
         ],
     )
     url = request.getfixturevalue("pg_url") if request.param == "postgres" else None
@@ -318,3 +322,48 @@ def test_a_retrain_task_trains_from_the_feature_mart_and_registers_the_version(
     assert {i.feature for i in importances} >= set(version.features)
     assert kinds[-3:] == ["optimization_started", "model_version_created", "optimization_rejected"]
     assert row["verdict"] == "rejected"
+
+
+def test_ml_signal_tunes_its_thresholds_on_out_of_sample_probabilities_of_its_model(
+    market_settings: Settings,
+) -> None:
+    import numpy as np
+
+    from runner.optimize import models
+    from runner.optimize.probabilities import probabilities_for
+
+    run_dbt(market_settings, "run", select="+fct_bar_features")
+    with open_warehouse(market_settings) as wh:
+        insert_optimization_tasks(
+            wh,
+            [
+                OptimizationTask(
+                    task_id="retrain_trend_ml",
+                    task_type="retrain",
+                    component_id="trend_ml",
+                    frequency="weekly",
+                    next_run_at=datetime.now(UTC),
+                )
+            ],
+        )
+    optimize(market_settings, task_id="retrain_trend_ml", options=SearchOptions(seed=1))
+    [outcome] = optimize(
+        market_settings, component="trend_ml", options=SearchOptions(trials=30, seed=1)
+    )
+    assert outcome.n_trials > 0 and outcome.in_sample["n_trades"] > 0
+    assert outcome.best_params["model_version"] == 1  # the model is fixed, never searched
+    with connect(market_settings) as wh:
+        version = models.get_version(wh, "trend_ml_model", 1)
+        probabilities = probabilities_for(wh, "trend_ml_model", 1, "TREND")
+    # No in-sample prediction reaches the backtest: every value's model ended training before
+    # its bar, and the registered model itself speaks only after its training window.
+    known = ~np.isnan(probabilities.value)
+    assert known.sum() > 500
+    assert np.all(probabilities.trained_until[known] < probabilities.time[known])
+    assert version.training_end is not None
+    end = np.datetime64(version.training_end.replace(tzinfo=None), "us")
+    assert np.all(probabilities.trained_until[known] <= end)
+    if outcome.verdict == "candidate":
+        with connect(market_settings) as wh:
+            [_, candidate] = list_versions(wh, "trend_ml")
+        assert candidate.params["model_version"] == 1

@@ -29,6 +29,7 @@ from runner.strategies import (
     load_strategy,
     resolve_params,
 )
+from runner.strategies.ml_signal import MlSignal
 
 HERE = "tests.python.test_strategies"
 
@@ -168,8 +169,12 @@ def test_bars_slice_like_a_python_slice() -> None:
 
 
 def test_builtins_load_by_short_name_and_satisfy_the_protocol() -> None:
-    assert set(BUILTINS) == {"sma_cross", "donchian_breakout"}
-    for name, cls in (("sma_cross", SmaCross), ("donchian_breakout", DonchianBreakout)):
+    assert set(BUILTINS) == {"sma_cross", "donchian_breakout", "ml_signal"}
+    for name, cls in (
+        ("sma_cross", SmaCross),
+        ("donchian_breakout", DonchianBreakout),
+        ("ml_signal", MlSignal),
+    ):
         strategy = load_strategy(name)
         assert isinstance(strategy, cls) and isinstance(strategy, Strategy)
         assert strategy.name == name
