@@ -21,7 +21,9 @@ TaskType = Literal["hyperparameter", "retrain", "feature_selection", "risk_adjus
 TaskStatus = Literal["pending", "running", "succeeded", "failed", "paused"]
 TaskSource = Literal["declared", "recommendation"]
 ABTestStatus = Literal["running", "promoted", "rolled_back", "inconclusive", "aborted"]
-ColumnKind = Literal["text", "timestamptz", "date", "integer", "bigint", "double", "boolean"]
+ColumnKind = Literal[
+    "text", "timestamptz", "timestamp", "date", "integer", "bigint", "double", "boolean"
+]
 
 
 # -- shared: JSON as text and one bulk insert per batch ----------------------------------------
@@ -68,6 +70,7 @@ def bulk_insert(
     types: dict[ColumnKind, Any] = {
         "text": pa.string(),
         "timestamptz": pa.timestamp("us", tz="UTC"),
+        "timestamp": pa.timestamp("us"),  # data time (bar and trade times), naive UTC
         "date": pa.date32(),
         "integer": pa.int32(),
         "bigint": pa.int64(),
@@ -79,6 +82,8 @@ def bulk_insert(
         values = [row.get(name) for row in rows]
         if kind == "timestamptz":
             values = [None if v is None else utc(v) for v in values]
+        elif kind == "timestamp":
+            values = [None if v is None else utc(v).replace(tzinfo=None) for v in values]
         arrays[name] = pa.array(values, type=types[kind])
     wh.load_arrow(table, pa.table(arrays))
 
@@ -204,6 +209,18 @@ AB_COLUMNS: dict[str, ColumnKind] = {
     "started_at": "timestamptz",
     "updated_at": "timestamptz",
     "ended_at": "timestamptz",
+    # migration 5: the rollout state (runner/deploy)
+    "deployment_id": "text",
+    "data_start": "timestamp",
+    "stage_data_start": "timestamp",
+    "stage_started_at": "timestamptz",
+    "stage_days": "double",
+    "stage_extended": "boolean",
+    "min_n_per_arm": "bigint",
+    "guardrails": "text",
+    "paused": "boolean",
+    "decision_reason": "text",
+    "look_count": "bigint",
 }
 
 
@@ -234,6 +251,20 @@ class ABTest:
     srm_p: float | None = None
     started_at: datetime | None = None
     ended_at: datetime | None = None
+    # The rollout (runner/deploy): trades entered after data_start count (stage_data_start for
+    # the current stage's sample-ratio check); a stage lasts stage_days of data time, extended
+    # once; min_n_per_arm trades per arm before a stage may move; guardrails as JSON.
+    deployment_id: str | None = None
+    data_start: datetime | None = None
+    stage_data_start: datetime | None = None
+    stage_started_at: datetime | None = None
+    stage_days: float | None = None
+    stage_extended: bool = False
+    min_n_per_arm: int | None = None
+    guardrails: str = "{}"
+    paused: bool = False
+    decision_reason: str | None = None
+    look_count: int = 0
 
 
 def insert_ab_tests(wh: Warehouse, tests: Sequence[ABTest], now: datetime | None = None) -> None:

@@ -318,6 +318,116 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        5,
+        "DEPLOY: deployments, smoke-test checks, the A/B test's rollout state, active allocation",
+        (
+            """
+            create table if not exists deployments (
+                -- one row per version a component runs or tries: a production row (active, then
+                -- superseded) or a staging row moving smoke_testing -> failed | ab_testing ->
+                -- promoted | rolled_back | inconclusive | aborted (runner/deploy/state.py).
+                deployment_id text primary key,
+                component_id text not null,
+                version integer not null check (version >= 1),
+                environment text not null check (environment in ('staging', 'production')),
+                status text not null check (
+                    status in ('smoke_testing', 'failed', 'ab_testing', 'promoted', 'rolled_back',
+                               'inconclusive', 'aborted', 'active', 'superseded')
+                ),
+                traffic_share double precision not null check (
+                    traffic_share >= 0 and traffic_share <= 1
+                ),
+                test_id text,
+                previous_version integer,
+                open_position_policy text not null default 'finish' check (
+                    open_position_policy in ('finish', 'move_stops', 'flatten')
+                ),
+                created_at timestamp with time zone not null,
+                updated_at timestamp with time zone not null,
+                ended_at timestamp with time zone,
+                reason text not null default ''
+            )
+            """,
+            "create index if not exists deployments_by_component"
+            " on deployments (component_id, status)",
+            """
+            create table if not exists deployment_checks (
+                -- the smoke tests of a staging deployment, one row per check and outcome
+                deployment_id text not null,
+                check_name text not null,
+                passed boolean not null,
+                detail text not null,
+                metrics text not null default '{}',
+                checked_at timestamp with time zone not null,
+                primary key (deployment_id, check_name)
+            )
+            """,
+            # The rollout state beside the design of migration 2: which deployment the test
+            # belongs to, the data time its trades count from (overall and in this stage), the
+            # stage's time box and its one extension, a pause (sample-ratio mismatch), guardrails.
+            "alter table ab_tests add column if not exists deployment_id text",
+            "alter table ab_tests add column if not exists data_start timestamp",
+            "alter table ab_tests add column if not exists stage_data_start timestamp",
+            "alter table ab_tests add column if not exists stage_started_at"
+            " timestamp with time zone",
+            "alter table ab_tests add column if not exists stage_days double precision",
+            "alter table ab_tests add column if not exists stage_extended boolean default false",
+            "alter table ab_tests add column if not exists min_n_per_arm bigint",
+            "alter table ab_tests add column if not exists guardrails text default '{}'",
+            "alter table ab_tests add column if not exists paused boolean default false",
+            "alter table ab_tests add column if not exists decision_reason text",
+            "alter table ab_tests add column if not exists look_count bigint default 0",
+            """
+            create table if not exists simulation_state (
+                -- the paper-trading simulator's cursor: bars up to simulated_until are replayed
+                component_id text primary key,
+                symbol text not null,
+                simulated_until timestamp not null,
+                updated_at timestamp with time zone not null
+            )
+            """,
+            """
+            create table if not exists simulation_open_trades (
+                -- live paper trades entered but not closed at the cursor, with the arm and test
+                -- that took them: they close under the version that opened them (the policy)
+                component_id text not null,
+                version integer not null,
+                entry_ts timestamp not null,
+                unit_key text not null,
+                arm text not null,
+                test_id text,
+                recorded_at timestamp with time zone not null,
+                primary key (component_id, version, entry_ts)
+            )
+            """,
+            """
+            create or replace view active_allocation as
+            -- what a trading system reads: per component, each version and its share of units
+            with treatment as (
+                select component_id, version, traffic_share, test_id
+                from deployments
+                where environment = 'staging' and status = 'ab_testing'
+            ),
+            production as (
+                select component_id, version
+                from deployments
+                where environment = 'production' and status = 'active'
+            )
+            select
+                p.component_id,
+                p.version,
+                case when t.test_id is null then 'production' else 'control' end as arm,
+                1.0 - coalesce(t.traffic_share, 0.0) as traffic_share,
+                t.test_id
+            from production as p
+            left join treatment as t on t.component_id = p.component_id
+            union all
+            select t.component_id, t.version, 'treatment' as arm, t.traffic_share, t.test_id
+            from treatment as t
+            """,
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version
