@@ -47,6 +47,9 @@ class Component:
     symbol: str
     params: Mapping[str, Any]
     periods_per_year: int
+    initial_capital: float = 100_000.0
+    # finish | move_stops | flatten: what a version change does to an open position (DEPLOY)
+    open_position_policy: str = "finish"
 
 
 @dataclass(frozen=True)
@@ -85,9 +88,12 @@ def read_components(wh: Warehouse, component: str | None = None) -> list[Compone
         raise ConfigError(
             "The components seed is not in the warehouse yet; run `runner analyze` (dbt build) first."
         )
+    # open_position_policy is optional: a components seed without the column means finish.
+    columns = set(wh.fetch_df("select * from components where 1 = 0").columns)
+    policy = "open_position_policy" if "open_position_policy" in columns else "null"
     sql = (
-        "select component_id, strategy, symbol, params, coalesce(periods_per_year, 252)"
-        " from components"
+        "select component_id, strategy, symbol, params, coalesce(periods_per_year, 252),"
+        f" coalesce(initial_capital, 100000), {policy} from components"
     )
     params: dict[str, Any] = {}
     if component is not None:
@@ -97,7 +103,12 @@ def read_components(wh: Warehouse, component: str | None = None) -> list[Compone
     if component is not None and not rows:
         raise ConfigError(f"Unknown component {component!r}: it is not in seeds/components.csv.")
     found = []
-    for component_id, strategy, symbol, params_text, periods in rows:
+    for component_id, strategy, symbol, params_text, periods, capital, position_policy in rows:
+        if position_policy not in (None, "", "finish", "move_stops", "flatten"):
+            raise ConfigError(
+                f"Component {component_id!r}: open_position_policy {position_policy!r} is not "
+                "finish, move_stops or flatten."
+            )
         if not strategy or not symbol:
             raise ConfigError(
                 f"Component {component_id!r} needs a strategy and a symbol in seeds/components.csv."
@@ -109,6 +120,8 @@ def read_components(wh: Warehouse, component: str | None = None) -> list[Compone
                 symbol=symbol,
                 params=_seed_params(component_id, params_text),
                 periods_per_year=int(periods),
+                initial_capital=float(capital),
+                open_position_policy=position_policy or "finish",
             )
         )
     return found
