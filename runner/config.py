@@ -107,6 +107,27 @@ class Settings(BaseSettings):
         default=0.95, gt=0.5, lt=1, description="Confidence that drawdown stays under the warning."
     )
     risk_bootstrap_samples: int = Field(default=2000, ge=100)
+    # -- DEPLOY: the A/B design fixed when a test starts (runner/deploy, docs/deploy.md) ------
+    deploy_alpha: float = Field(
+        default=0.05, gt=0, lt=0.5, description="Level of the always-valid confidence sequence."
+    )
+    deploy_planned_n: int = Field(
+        default=5000, ge=100, description="N*: planned trades in both arms; spent = inconclusive."
+    )
+    deploy_margin_sigma: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="Non-inferiority margin m in standard deviations of the incumbent's trade return.",
+    )
+    deploy_min_trades_per_arm: int = Field(
+        default=30, ge=2, description="Trades per arm a stage needs before it may move."
+    )
+    deploy_stage_days: float = Field(
+        default=30.0, gt=0, description="Time box of a stage in days of data; extended once."
+    )
+    deploy_srm_alpha: float = Field(default=0.001, gt=0, lt=0.5)
+    deploy_smoke_days: int = Field(default=180, ge=10, description="Recent days smoke-tested.")
     optimize_heartbeat_seconds: int = Field(default=5, ge=1)
     optimize_grace_seconds: int = Field(default=15, ge=2)
 

@@ -11,6 +11,7 @@ from runner.cli.analyze import analyze_command
 from runner.cli.app import app, err_console, init
 from runner.cli.backtest import backtest_command
 from runner.cli.demo import demo
+from runner.cli.deploy import deploy_command, rollback_command, route_command
 from runner.cli.ingest import ingest
 from runner.cli.optimize import optimize_command
 from runner.cli.score import score_command
@@ -28,6 +29,9 @@ for command in (
     backtest_command,
     optimize_command,
     score_command,
+    deploy_command,
+    rollback_command,
+    route_command,
     status,
     demo,
 ):

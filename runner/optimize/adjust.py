@@ -32,6 +32,7 @@ from runner.optimize.versions import (
 from runner.optimize.walkforward import WalkForwardPlan, holdout_returns, summary
 from runner.redact import redact
 from runner.strategies import load_strategy
+from runner.thresholds import threshold
 from runner.version import code_version
 from runner.warehouse import Warehouse, connect
 from runner.warehouse.migrations import migrate
@@ -41,15 +42,8 @@ DEFAULT_MAX_DRAWDOWN_WARNING = 0.10
 
 def drawdown_warning(wh: Warehouse, component_id: str) -> float:
     """The component's warning threshold of max drawdown (its override row, else the default)."""
-    if not wh.table_exists("alert_thresholds"):
-        return DEFAULT_MAX_DRAWDOWN_WARNING
-    row = wh.fetchone(
-        "select warning_value from alert_thresholds where metric = 'max_drawdown'"
-        " and (component_id = %(c)s or component_id is null or component_id = '')"
-        " order by case when component_id = %(c)s then 0 else 1 end limit 1",
-        {"c": component_id},
-    )
-    return float(row[0]) if row and row[0] is not None else DEFAULT_MAX_DRAWDOWN_WARNING
+    value = threshold(wh, component_id, "max_drawdown", "warning_value").value
+    return DEFAULT_MAX_DRAWDOWN_WARNING if value is None else value
 
 
 def risk_config(

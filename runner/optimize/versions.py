@@ -231,10 +231,14 @@ def add_candidate(
     strategy: str,
     params: Mapping[str, Any],
     parent_version: int,
-    run_id: str,
+    run_id: str | None,
     note: str,
 ) -> StrategyVersion:
-    """Append a candidate version (the next number) produced by optimization run `run_id`."""
+    """Append a candidate version (the next number) produced by optimization run `run_id`.
+
+    The parameters are stored resolved (every declared one, defaults filled in), so a version
+    keeps its meaning even if a strategy's defaults change later."""
+    params = resolve_params(load_strategy(strategy), params)
     row = wh.fetchone(
         "select coalesce(max(version), 0) from strategy_versions where component_id = %(c)s",
         {"c": component_id},

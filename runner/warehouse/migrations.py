@@ -402,6 +402,19 @@ MIGRATIONS: tuple[Migration, ...] = (
             )
             """,
             """
+            create table if not exists ab_assignments (
+                -- the randomisation log: every unit (signal) assigned during a test and its arm,
+                -- the input of the sample-ratio-mismatch check (assigned, not executed)
+                test_id text not null,
+                unit_key text not null,
+                arm text not null check (arm in ('control', 'treatment')),
+                stage integer not null,
+                assigned_at timestamp not null,
+                recorded_at timestamp with time zone not null,
+                primary key (test_id, unit_key)
+            )
+            """,
+            """
             create or replace view active_allocation as
             -- what a trading system reads: per component, each version and its share of units
             with treatment as (

@@ -30,6 +30,7 @@ COMPONENT_COLUMNS = (
     "initial_capital",
     "periods_per_year",
     "strategy",
+    "open_position_policy",
     "description",
 )
 LOADED_AT = datetime(2024, 1, 1, 0, 0, 0)

@@ -1,0 +1,266 @@
+"""The A/B test's statistics and the rule that moves a stage forward, back or nowhere.
+
+Pure: trade returns and assignment counts in, a `Verdict` out; nothing is read or written here
+(runner/deploy/rollout.py does both). The primary metric is the net return per trade, compared
+with the always-valid confidence sequence of the mixture SPRT (runner.stats.msprt_two_arms,
+statistics.md §4), so looking after every batch of trades never inflates the error rates.
+
+The rule, in the order it is applied:
+1. guardrails (hard limits, not statistics): the treatment's drawdown reaching the critical
+   drawdown, or its win rate under the critical win rate while the control's is not, rolls back;
+2. a sample-ratio mismatch on the assigned units (χ² p < srm_alpha) pauses the test: its
+   numbers cannot be trusted, so nothing but a guardrail or a person moves it;
+3. the upper confidence bound below −m rolls back (the treatment is worse by more than the
+   non-inferiority margin);
+4. with the stage's minimum trades in both arms: stage 10 advances to 50 when the lower bound is
+   above −m (non-inferior); stage 50 promotes (100%) when the lower bound is above 0 (better);
+5. the planned size spent without a decision ends the test inconclusive (incumbent kept);
+6. a stage whose time box has passed without its minimum trades is extended once, then the test
+   ends inconclusive: too little evidence is a state, never a promotion or a rollback.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from runner.stats import msprt_two_arms, srm_chi2
+
+FloatArray = npt.NDArray[np.float64]
+Action = Literal["hold", "advance", "promote", "rollback", "pause", "extend", "inconclusive"]
+
+
+@dataclass(frozen=True)
+class Design:
+    """Fixed when the test starts and stored with it."""
+
+    alpha: float
+    planned_n: int  # N*: trades in both arms together
+    margin: float  # m, in units of net return per trade (> 0 unless the incumbent never varied)
+    min_n_per_arm: int
+    stage_days: float
+    critical_drawdown: float  # positive fraction
+    critical_win_rate: float | None
+    win_rate_min_trades: int
+    srm_alpha: float = 0.001
+
+    def guardrails(self) -> dict[str, Any]:
+        return {
+            "critical_drawdown": self.critical_drawdown,
+            "critical_win_rate": self.critical_win_rate,
+            "win_rate_min_trades": self.win_rate_min_trades,
+            "srm_alpha": self.srm_alpha,
+            "stage_days": self.stage_days,
+        }
+
+
+@dataclass(frozen=True)
+class Arms:
+    """What the test has seen: net returns per trade of each arm since the test started (in
+    exit order), the trades each arm made in the current stage, the units each arm was assigned
+    in the current stage (None when no assignment was logged), and the treatment's equity."""
+
+    control: FloatArray
+    treatment: FloatArray
+    stage_control: int
+    stage_treatment: int
+    assigned_control: int | None
+    assigned_treatment: int | None
+    treatment_drawdown: float
+    treatment_win_rate: float | None
+    control_win_rate: float | None
+
+
+@dataclass(frozen=True)
+class Look:
+    n_control: int
+    n_treatment: int
+    estimate: float | None  # mean treatment − mean control
+    lower: float | None
+    upper: float | None
+    p_value: float | None  # always valid; running minimum across looks
+    srm_p: float | None
+    improvement_percent: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in asdict(self).items()
+        }
+
+
+@dataclass(frozen=True)
+class Verdict:
+    action: Action
+    reason: str
+    look: Look
+
+
+def look(arms: Arms, design: Design, previous_p: float | None) -> Look:
+    """The latest statistics (srm_p is set by decide, which knows the stage's split); bounds are
+    None until each arm has two trades with spread."""
+    c, t = arms.control, arms.treatment
+    estimate = lower = upper = p = improvement = None
+    if len(c) and len(t):
+        estimate = float(t.mean() - c.mean())
+        base = float(c.mean())
+        improvement = 100.0 * estimate / abs(base) if base != 0 else None
+    if len(c) >= 2 and len(t) >= 2:
+        sd_c, sd_t = float(c.std(ddof=1)), float(t.std(ddof=1))
+        if sd_c > 0 or sd_t > 0:
+            seq = msprt_two_arms(
+                float(c.mean()),
+                sd_c,
+                len(c),
+                float(t.mean()),
+                sd_t,
+                len(t),
+                alpha=design.alpha,
+                n_planned=design.planned_n,
+                previous_p=1.0 if previous_p is None else previous_p,
+            )
+            lower, upper, p = seq.lower, seq.upper, seq.p_value
+    return Look(len(c), len(t), estimate, lower, upper, p, None, improvement)
+
+
+def srm(assigned_control: int, assigned_treatment: int, treatment_share: float) -> float | None:
+    """Sample-ratio-mismatch p on the assigned units of a stage (None without units)."""
+    if assigned_control + assigned_treatment == 0 or not 0 < treatment_share < 1:
+        return None
+    _, p = srm_chi2([assigned_control, assigned_treatment], [1 - treatment_share, treatment_share])
+    return p
+
+
+def decide(
+    arms: Arms,
+    design: Design,
+    *,
+    stage: int,
+    stage_elapsed_days: float,
+    extended: bool,
+    paused: bool,
+    previous_p: float | None,
+) -> Verdict:
+    """Apply the rule of the module docstring to the latest look."""
+    current = look(arms, design, previous_p)
+    share = stage / 100.0
+    srm_p = None
+    if arms.assigned_control is not None and arms.assigned_treatment is not None:
+        srm_p = srm(arms.assigned_control, arms.assigned_treatment, share)
+    current = Look(**{**asdict(current), "srm_p": srm_p})
+    m = design.margin
+
+    if arms.treatment_drawdown >= design.critical_drawdown:
+        return Verdict(
+            "rollback",
+            f"Guardrail: the treatment's drawdown {arms.treatment_drawdown:.1%} reached the "
+            f"critical {design.critical_drawdown:.1%}.",
+            current,
+        )
+    cw = design.critical_win_rate
+    if (
+        cw is not None
+        and arms.treatment_win_rate is not None
+        and len(arms.treatment) >= design.win_rate_min_trades
+        and arms.treatment_win_rate < cw
+        and (arms.control_win_rate is None or arms.control_win_rate >= cw)
+    ):
+        return Verdict(
+            "rollback",
+            f"Guardrail: the treatment's win rate {arms.treatment_win_rate:.1%} over "
+            f"{len(arms.treatment)} trades is under the critical {cw:.1%} while the control's is "
+            "not.",
+            current,
+        )
+    if srm_p is not None and srm_p < design.srm_alpha:
+        return Verdict(
+            "pause",
+            f"Sample ratio mismatch: {arms.assigned_control} control / "
+            f"{arms.assigned_treatment} treatment units at a {stage}% split (χ² p = "
+            f"{srm_p:.2g} < {design.srm_alpha:g}); the assignment is broken, so the numbers "
+            "cannot be trusted. Paused until someone looks.",
+            current,
+        )
+    if paused:
+        return Verdict("hold", "Paused after a sample ratio mismatch.", current)
+    lower, upper = current.lower, current.upper
+    if upper is not None and upper < -m:
+        return Verdict(
+            "rollback",
+            f"The treatment is worse: its confidence sequence for the difference in return per "
+            f"trade is [{lower:.5f}, {upper:.5f}], entirely below −m = {-m:.5f} "
+            f"({current.n_treatment} treatment and {current.n_control} control trades).",
+            current,
+        )
+    enough = min(arms.stage_control, arms.stage_treatment) >= design.min_n_per_arm
+    if enough and lower is not None:
+        if stage == 10 and lower > -m:
+            return Verdict(
+                "advance",
+                f"Non-inferior at 10%: lower bound {lower:.5f} > −m = {-m:.5f} with "
+                f"{arms.stage_treatment} treatment and {arms.stage_control} control trades in the "
+                "stage; moving to 50%.",
+                current,
+            )
+        if stage == 50 and lower > 0:
+            return Verdict(
+                "promote",
+                f"Better at 50%: lower bound {lower:.5f} > 0 (estimate {current.estimate:+.5f} "
+                f"per trade, always-valid p = {current.p_value:.3g}); promoting to 100%.",
+                current,
+            )
+    if current.n_control + current.n_treatment >= design.planned_n:
+        return Verdict(
+            "inconclusive",
+            f"The planned {design.planned_n} trades are spent and the confidence sequence "
+            f"[{_fmt(lower)}, {_fmt(upper)}] still straddles the decision bounds; the incumbent "
+            "stays.",
+            current,
+        )
+    # The time box runs from the stage's start; its one extension doubles it.
+    if stage_elapsed_days >= design.stage_days * (2 if extended else 1) and not enough:
+        have = f"{arms.stage_treatment} treatment and {arms.stage_control} control trades"
+        if not extended:
+            return Verdict(
+                "extend",
+                f"The {stage}% stage reached its time box of {design.stage_days:g} days with {have}"
+                f" (needs {design.min_n_per_arm} per arm); extended once.",
+                current,
+            )
+        return Verdict(
+            "inconclusive",
+            f"The {stage}% stage ran out of its extended time box with {have} (needs "
+            f"{design.min_n_per_arm} per arm): too little evidence; the incumbent stays.",
+            current,
+        )
+    return Verdict("hold", _waiting(arms, design, current, stage, enough), current)
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.5f}"
+
+
+def _waiting(arms: Arms, design: Design, current: Look, stage: int, enough: bool) -> str:
+    if not enough:
+        return (
+            f"Collecting: {arms.stage_treatment} treatment and {arms.stage_control} control trades "
+            f"in the {stage}% stage, {design.min_n_per_arm} per arm needed."
+        )
+    goal = f"> {-design.margin:.5f}" if stage == 10 else "> 0"
+    return (
+        f"Undecided: confidence sequence [{_fmt(current.lower)}, {_fmt(current.upper)}], the "
+        f"lower bound must be {goal} to move on."
+    )
+
+
+def drawdown(pnl: FloatArray, capital: float) -> float:
+    """Largest fall of equity (capital plus cumulative P&L, in exit order) from its peak."""
+    if len(pnl) == 0 or capital <= 0:
+        return 0.0
+    equity = capital + np.cumsum(pnl)
+    peak = np.maximum.accumulate(np.r_[capital, equity])[1:]
+    return float(np.max((peak - equity) / peak, initial=0.0))

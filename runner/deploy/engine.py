@@ -1,0 +1,61 @@
+"""The Python API of DEPLOY for a trading system or a notebook: one object, the CLI's verbs.
+
+    from runner.deploy.engine import Engine
+    engine = Engine(Settings())            # or Engine.from_env()
+    engine.route("trend_spx", "trend_spx:SPX:2024-05-02T14:30:00")  # who trades this signal
+    engine.deploy(component="trend_spx")   # one step of the rollout
+    engine.rollback(deployment_id="dep_…", reason="desk asked")
+    await engine.arollback(deployment_id="dep_…")   # the same, off the event loop
+
+Each call opens its own connection (DuckDB allows one writing process; PostgreSQL pools are the
+caller's business), so an Engine is cheap and holds no state between calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+from runner.config import Settings
+from runner.deploy import routing, state
+from runner.deploy.rollout import RollbackResult, StepResult, deploy, rollback
+from runner.warehouse import connect
+from runner.warehouse.migrations import migrate
+
+
+class Engine:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @classmethod
+    def from_env(cls) -> Engine:
+        return cls(Settings())
+
+    def route(self, component_id: str, unit_key: str) -> routing.Route:
+        with connect(self.settings) as wh:
+            migrate(wh)
+            return routing.route(wh, component_id, unit_key)
+
+    def allocation(self, component_id: str | None = None) -> list[state.AllocationRow]:
+        with connect(self.settings) as wh:
+            migrate(wh)
+            return state.allocation(wh, component_id)
+
+    def deploy(
+        self, component: str | None = None, version: int | None = None, now: datetime | None = None
+    ) -> list[StepResult]:
+        return deploy(self.settings, component=component, version=version, now=now)
+
+    def rollback(self, deployment_id: str, reason: str = "") -> RollbackResult:
+        return rollback(self.settings, deployment_id, reason)
+
+    async def arollback(self, deployment_id: str, reason: str = "") -> RollbackResult:
+        return await asyncio.to_thread(self.rollback, deployment_id, reason)
+
+    async def adeploy(
+        self, component: str | None = None, version: int | None = None
+    ) -> list[StepResult]:
+        return await asyncio.to_thread(self.deploy, component, version)
+
+    async def aroute(self, component_id: str, unit_key: str) -> routing.Route:
+        return await asyncio.to_thread(self.route, component_id, unit_key)
