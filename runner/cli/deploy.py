@@ -97,13 +97,17 @@ def route_command(
     ctx: typer.Context,
     component: Annotated[str, typer.Argument(help="The component.")],
     unit_key: Annotated[str, typer.Argument(help="The unit (a signal id) to route.")],
+    record: Annotated[
+        bool,
+        typer.Option("--record", help="Log the assignment for the sample-ratio check."),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the route as JSON.")] = False,
 ) -> None:
     """Which version trades this signal: the same hash the engine and the simulator use.
 
     Example: [bold]runner route trend_spx "trend_spx:SPX:2024-05-02T14:30:00"[/bold]
     """
-    route = Engine(settings_of(ctx)).route(component, unit_key)
+    route = Engine(settings_of(ctx)).route(component, unit_key, record=record)
     if as_json:
         typer.echo(to_json(asdict(route)))
         return

@@ -31,10 +31,11 @@ class Engine:
     def from_env(cls) -> Engine:
         return cls(Settings())
 
-    def route(self, component_id: str, unit_key: str) -> routing.Route:
+    def route(self, component_id: str, unit_key: str, *, record: bool = False) -> routing.Route:
+        """Who trades `unit_key`; `record` logs the assignment for the sample-ratio check."""
         with connect(self.settings) as wh:
             migrate(wh)
-            return routing.route(wh, component_id, unit_key)
+            return routing.route(wh, component_id, unit_key, record=record)
 
     def allocation(self, component_id: str | None = None) -> list[state.AllocationRow]:
         with connect(self.settings) as wh:
@@ -57,5 +58,7 @@ class Engine:
     ) -> list[StepResult]:
         return await asyncio.to_thread(self.deploy, component, version)
 
-    async def aroute(self, component_id: str, unit_key: str) -> routing.Route:
-        return await asyncio.to_thread(self.route, component_id, unit_key)
+    async def aroute(
+        self, component_id: str, unit_key: str, *, record: bool = False
+    ) -> routing.Route:
+        return await asyncio.to_thread(self.route, component_id, unit_key, record=record)

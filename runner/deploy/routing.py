@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Literal
 
 from runner.deploy import state
@@ -45,8 +46,28 @@ class Route:
     treatment_share: float
 
 
-def route(wh: Warehouse, component_id: str, unit_key: str) -> Route:
-    """The version that trades `unit_key` now, from the active allocation."""
+def record_assignment(
+    wh: Warehouse, test_id: str, unit_key: str, arm: Arm, stage: int, assigned_at: datetime
+) -> None:
+    """Log a unit's assignment for the sample-ratio check (a unit asked twice counts once)."""
+    wh.execute(
+        "insert into ab_assignments (test_id, unit_key, arm, stage, assigned_at, recorded_at)"
+        " values (%(t)s, %(u)s, %(a)s, %(s)s, %(at)s, %(now)s)"
+        " on conflict (test_id, unit_key) do nothing",
+        {
+            "t": test_id,
+            "u": unit_key,
+            "a": arm,
+            "s": stage,
+            "at": assigned_at.replace(tzinfo=None),
+            "now": datetime.now(UTC),
+        },
+    )
+
+
+def route(wh: Warehouse, component_id: str, unit_key: str, *, record: bool = False) -> Route:
+    """The version that trades `unit_key` now, from the active allocation; with `record`, the
+    assignment is logged for the sample-ratio check (a live system routing its signals should)."""
     if not unit_key:
         raise ConfigError("A unit key (a signal id) is required to route.")
     rows = state.allocation(wh, component_id)
@@ -61,6 +82,10 @@ def route(wh: Warehouse, component_id: str, unit_key: str) -> Route:
         return Route(component_id, unit_key, control.version, "production", None, 0.0)
     arm = assign(treatment.test_id, unit_key, treatment.traffic_share)
     chosen = treatment if arm == "treatment" else control
+    if record:
+        stage = round(treatment.traffic_share * 100)
+        with wh.transaction():
+            record_assignment(wh, treatment.test_id, unit_key, arm, stage, datetime.now(UTC))
     return Route(
         component_id, unit_key, chosen.version, arm, treatment.test_id, treatment.traffic_share
     )

@@ -230,7 +230,8 @@ def test_route_agrees_with_the_hash_and_the_cli(deploy_settings: Settings) -> No
     s = deploy_settings
     [started] = deploy(s, component="mom")
     keys = [f"mom:MOM:2016-02-{d:02d}T10:00:00" for d in range(1, 29)]
-    routes = [Engine(s).route("mom", k) for k in keys]
+    routes = [Engine(s).route("mom", k, record=True) for k in keys]
+    Engine(s).route("mom", keys[0], record=True)  # asked twice, logged once
     for key, r in zip(keys, routes, strict=True):
         assert r.arm == routing.assign(started.test_id or "", key, 0.1)
         assert r.version == (2 if r.arm == "treatment" else 1)
@@ -243,6 +244,16 @@ def test_route_agrees_with_the_hash_and_the_cli(deploy_settings: Settings) -> No
         check=True,
     )
     assert json.loads(out.stdout)["arm"] == routes[0].arm
+    # The logged assignments feed the sample-ratio check of the next evaluation.
+    with connect(s) as wh:
+        logged = wh.fetchall("select arm, count(*) from ab_assignments group by arm order by arm")
+    treated = sum(r.arm == "treatment" for r in routes)
+    expected = {"control": len(keys) - treated, "treatment": treated}
+    assert dict(logged) == {arm: n for arm, n in expected.items() if n}
+    deploy(s, component="mom")
+    with connect(s) as wh:
+        [test] = state.tests(wh, "mom")
+    assert test.srm_p is not None and test.srm_p > 0.001
 
 
 def _env(s: Settings) -> dict[str, str]:
