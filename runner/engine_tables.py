@@ -295,6 +295,8 @@ RUNNING_COLUMNS = (
     "cs_lower",
     "cs_upper",
     "always_valid_p",
+    "srm_p",
+    "paused",
     "started_at",
 )
 

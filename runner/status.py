@@ -1,5 +1,5 @@
 """What `runner status` shows: the monitoring guide's three views (recent events, pending
-optimizations, running A/B tests), the latest optimization runs, and the open alerts and
+optimizations, running A/B tests), the active allocation, the latest optimization runs, and the open alerts and
 recommendations of the latest marts.
 
 It only reads; it builds nothing and records nothing (run `runner analyze` for fresh marts).
@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from runner.audit import StoredEvent, recent_events
+from runner.deploy.state import allocation
 from runner.engine_tables import pending_optimizations, running_ab_tests
 from runner.identify import (
     ALERTS_MART,
@@ -36,6 +37,7 @@ class StatusReport:
     recent_events: list[StoredEvent]  # newest first
     pending_optimizations: list[dict[str, Any]]  # by next run
     running_ab_tests: list[dict[str, Any]]
+    allocation: list[dict[str, Any]]  # active_allocation: who trades each component's signals
     optimization_runs: list[dict[str, Any]]  # newest first
     alerts: list[Alert]  # warning and critical, critical first
     recommendations: list[Recommendation]  # by priority
@@ -60,6 +62,7 @@ def status_report(
         recent_events=recent_events(wh, days, component, now),
         pending_optimizations=pending_optimizations(wh, component),
         running_ab_tests=running_ab_tests(wh, component),
+        allocation=[asdict(row) for row in allocation(wh, component)],
         optimization_runs=recent_runs(wh, component, limit=10),
         alerts=for_component(open_alerts(latest_alerts(wh)), component),
         recommendations=for_component(latest_recommendations(wh), component),
@@ -82,6 +85,7 @@ def report_dict(report: StatusReport) -> dict[str, Any]:
         "recent_events": [event_dict(e) for e in report.recent_events],
         "pending_optimizations": report.pending_optimizations,
         "running_ab_tests": report.running_ab_tests,
+        "allocation": report.allocation,
         "optimization_runs": report.optimization_runs,
         "open_alerts": [asdict(a) for a in report.alerts],
         "recommendations": [asdict(r) for r in report.recommendations],

@@ -163,19 +163,51 @@ def queue_table(tasks: Iterable[Mapping[str, Any]]) -> Table:
 
 
 def ab_tests_table(tests: Iterable[Mapping[str, Any]]) -> Table:
-    """Running A/B tests: versions, ramp stage and the latest estimate."""
+    """Running A/B tests: versions, ramp stage, trades per arm and the latest look."""
     table = Table(title="Running A/B tests", title_justify="left")
-    for column in ("test", "component", "control", "treatment", "stage", "improvement"):
-        table.add_column(column, justify="right" if column in ("stage", "improvement") else "left")
+    right = {"stage", "trades c/t", "improvement", "confidence sequence", "p"}
+    for column in (
+        "test",
+        "component",
+        "versions",
+        "stage",
+        "trades c/t",
+        "improvement",
+        "confidence sequence",
+        "p",
+    ):
+        table.add_column(
+            column, justify="right" if column in right else "left", no_wrap=column == "test"
+        )
     for t in tests:
         improvement = t["improvement_percent"]
+        low, high, p = t.get("cs_lower"), t.get("cs_upper"), t.get("always_valid_p")
+        stage = f"{t['current_stage']}%" + (" [yellow]paused[/]" if t.get("paused") else "")
         table.add_row(
             _text(t["test_name"]),
             _text(t["component_id"]),
-            _text(t["control_version"]),
-            _text(t["treatment_version"]),
-            f"{t['current_stage']}%",
+            f"{_text(t['control_version'])} → {_text(t['treatment_version'])}",
+            stage,
+            f"{t.get('n_control', 0)}/{t.get('n_treatment', 0)}",
             "[dim]—[/]" if improvement is None else f"{float(improvement):+.2f}%",
+            "[dim]—[/]" if low is None or high is None else f"[{low:+.5f}, {high:+.5f}]",
+            "[dim]—[/]" if p is None else f"{float(p):.3g}",
+        )
+    return table
+
+
+def allocation_table(rows: Iterable[Mapping[str, Any]]) -> Table:
+    """active_allocation: each component's versions and their share of signals."""
+    table = Table(title="Active allocation", title_justify="left")
+    for column in ("component", "version", "arm", "share", "test"):
+        table.add_column(column, justify="right" if column in ("version", "share") else "left")
+    for r in rows:
+        table.add_row(
+            _text(r["component_id"]),
+            str(r["version"]),
+            _text(r["arm"]),
+            f"{float(r['traffic_share']):.0%}",
+            _text(r["test_id"] or ""),
         )
     return table
 

@@ -11,6 +11,7 @@ from runner.cli.app import console, session, settings_of
 from runner.cli.render import (
     ab_tests_table,
     alerts_table,
+    allocation_table,
     events_table,
     queue_table,
     recommendations_table,
@@ -47,6 +48,9 @@ def status(
     )
     console.print(section(report.pending_optimizations, queue_table, "No pending optimizations."))
     console.print(section(report.running_ab_tests, ab_tests_table, "No A/B test is running."))
+    console.print(
+        section(report.allocation, allocation_table, "No deployment yet (`runner deploy`).")
+    )
     console.print(section(report.optimization_runs, runs_table, "No optimization runs yet."))
     console.print(section(report.alerts, alerts_table, "No open alerts (warning or critical)."))
     console.print(section(report.recommendations, recommendations_table, "No recommendations."))

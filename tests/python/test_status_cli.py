@@ -31,6 +31,7 @@ STATUS_KEYS = {
     "recent_events",
     "pending_optimizations",
     "running_ab_tests",
+    "allocation",
     "optimization_runs",
     "open_alerts",
     "recommendations",
