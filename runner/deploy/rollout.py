@@ -32,8 +32,10 @@ from runner.deploy import state
 from runner.deploy.abtest import Arms, Design, Verdict, decide, drawdown
 from runner.engine_tables import ABTest
 from runner.errors import ConfigError
-from runner.optimize import versions
+from runner.optimize import models, versions
+from runner.optimize.probabilities import needs_probability
 from runner.optimize.versions import Component, StrategyVersion
+from runner.strategies import load_strategy
 from runner.thresholds import threshold
 from runner.warehouse import Warehouse, connect
 from runner.warehouse.migrations import migrate
@@ -287,11 +289,86 @@ class Rollout:
                     now,
                 )
             return self.smoke(component, deployment, now)
+        if version is None:
+            self._adopt_model_candidate(component, production, now)
         candidate = self._candidate(cid, version)
         if candidate is None:
             return StepResult(cid, "nothing", "No candidate version waits for deployment.")
         deployment = self.stage(component, candidate, production.version, now)
         return self.smoke(component, deployment, now)
+
+    def _adopt_model_candidate(
+        self, component: Component, production: StrategyVersion, now: datetime
+    ) -> None:
+        """A model-driven component whose model has a candidate newer than the one production
+        trades gets a strategy candidate trading it: the model reaches production only through
+        its own A/B test, as part of a strategy version."""
+        if not needs_probability(load_strategy(production.strategy)):
+            return
+        cid = component.component_id
+        model_id = models.model_of(self.wh, cid)
+        current = int(production.params.get("model_version", 0))
+        newer = [
+            m
+            for m in models.list_versions(self.wh, model_id)
+            if m.status == "candidate" and m.version > current
+        ]
+        taken = {
+            int(v.params.get("model_version", 0)) for v in versions.list_versions(self.wh, cid)
+        }
+        fresh = [m for m in newer if m.version not in taken]
+        if not fresh:
+            return
+        model = fresh[-1]
+        with self.wh.transaction():
+            state.lock(self.wh, cid)
+            added = versions.add_candidate(
+                self.wh,
+                cid,
+                production.strategy,
+                {**production.params, "model_version": model.version},
+                parent_version=production.version,
+                run_id=model.optimization_run_id,
+                note=f"trades model {model_id} v{model.version}",
+            )
+            self._events(
+                [
+                    Event(
+                        "strategy_version_created",
+                        f"Model {model_id} version {model.version} passed its gate; version "
+                        f"{added.version} of {cid} trades it and goes through DEPLOY.",
+                        {
+                            "version": added.version,
+                            "model_id": model_id,
+                            "model_version": model.version,
+                        },
+                        component_id=cid,
+                    )
+                ],
+                now,
+            )
+
+    def _model_statuses(self, component_id: str, promoted: int, retired: int | None) -> None:
+        """Keep model_versions in step with the strategy versions that trade them."""
+        strategy = versions.get_version(self.wh, component_id, promoted)
+        if not needs_probability(load_strategy(strategy.strategy)):
+            return
+        model_id = models.model_of(self.wh, component_id)
+        new = int(strategy.params["model_version"])
+        for m in models.list_versions(self.wh, model_id):
+            if m.status == "production" and m.version != new:
+                models.set_status(self.wh, model_id, m.version, "retired")
+        models.set_status(self.wh, model_id, new, "production")
+
+    def _retire_model(self, component_id: str, version: int) -> None:
+        """The model a failed strategy version traded is not offered again."""
+        strategy = versions.get_version(self.wh, component_id, version)
+        if not needs_probability(load_strategy(strategy.strategy)):
+            return
+        model_id = models.model_of(self.wh, component_id)
+        number = int(strategy.params["model_version"])
+        if models.get_version(self.wh, model_id, number).status == "candidate":
+            models.set_status(self.wh, model_id, number, "retired")
 
     def _candidate(self, component_id: str, version: int | None) -> StrategyVersion | None:
         if version is not None:
@@ -389,6 +466,7 @@ class Rollout:
                     reason=reason,
                 )
                 versions.set_status(self.wh, cid, deployment.version, "retired", reason[:500])
+                self._retire_model(cid, deployment.version)
                 self._events(
                     [
                         Event(
@@ -666,6 +744,7 @@ class Rollout:
             ),
         )
         versions.set_status(self.wh, cid, treatment, "production", f"promoted by {test.test_id}")
+        self._model_statuses(cid, treatment, None if old is None else old.version)
 
     def _end(
         self,
@@ -690,6 +769,7 @@ class Rollout:
         versions.set_status(
             self.wh, component_id, int(test.treatment_version), version_status, reason[:500]
         )
+        self._retire_model(component_id, int(test.treatment_version))
 
     def _roll_back(self, component_id: str, test: ABTest, reason: str, now: datetime) -> None:
         self._end(component_id, test, "rolled_back", "rolled_back", reason, now)
@@ -729,6 +809,7 @@ class Rollout:
                         reason=why,
                     )
                     versions.set_status(self.wh, cid, deployment.version, "rolled_back", why[:500])
+                    self._retire_model(cid, deployment.version)
                 restored = deployment.previous_version
                 self._events(
                     [
@@ -772,6 +853,7 @@ class Rollout:
                 )
                 versions.set_status(self.wh, cid, deployment.version, "rolled_back", why[:500])
                 versions.set_status(self.wh, cid, restored, "production", f"restored: {why}"[:500])
+                self._model_statuses(cid, restored, deployment.version)
                 state.insert_deployment(
                     self.wh,
                     state.Deployment(

@@ -82,7 +82,7 @@ def write_trades(
     """Trades of one arm with the given net returns, entered after the last bar (data time)."""
     _counter["n"] += 1
     batch = _counter["n"]
-    start = datetime(2016, 1, 4) + timedelta(days=batch)
+    start = datetime(2019, 1, 4) + timedelta(days=batch)
     lines = [
         "trade_id,component_id,symbol,side,quantity,entry_ts,exit_ts,entry_price,exit_price,fees,strategy_version,variant"
     ]
@@ -354,3 +354,80 @@ def test_sigkill_between_any_two_steps_is_resumed_without_duplicates(
         # Killed after staging committed and before the smoke tests were recorded (the third
         # commit: migrate, production deployment, staging): the audit trail says so, once.
         assert rows["events"].count("deployment_resumed") == (1 if k == 3 else 0), (k, rows)
+
+
+@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def ml_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
+    from runner.engine_tables import OptimizationTask, insert_optimization_tasks
+    from runner.optimize import SearchOptions, optimize
+    from tests.python.markets import trending_market
+
+    component = {
+        **COMPONENT,
+        "component_id": "mom",
+        "strategy": "ml_signal",
+        "symbol": "TREND",
+        "params": json.dumps({"model_version": 1}),
+    }
+    project = copy_dbt_project(tmp_path / "project", [component])
+    url = request.getfixturevalue("pg_url") if request.param == "postgres" else None
+    with fresh_settings(request.param, tmp_path, project, url) as settings:
+        with open_warehouse(settings) as wh:
+            path = write_bars_csv(trending_market(), "TREND", tmp_path / "TREND.csv")
+            assert ingest_file(wh, settings, "bars", path).rejected == 0
+        run_dbt(settings, "seed", select="components alert_thresholds")
+        run_dbt(settings, "run", select="+fct_bar_features")
+        with open_warehouse(settings) as wh:
+            insert_optimization_tasks(
+                wh,
+                [
+                    OptimizationTask(
+                        task_id="retrain_mom",
+                        task_type="retrain",
+                        component_id="mom",
+                        frequency="weekly",
+                        next_run_at=datetime(2026, 1, 1),
+                    )
+                ],
+            )
+        for _ in range(2):  # model versions 1 and 2
+            optimize(settings, task_id="retrain_mom", options=SearchOptions(seed=1))
+        yield settings
+
+
+def test_a_new_model_reaches_production_only_as_a_strategy_version_through_its_test(
+    ml_settings: Settings,
+) -> None:
+    from runner.optimize import models
+
+    s = ml_settings
+    with connect(s) as wh:
+        models.set_status(wh, "mom_model", 1, "production")
+        models.set_status(wh, "mom_model", 2, "candidate")
+    [started] = deploy(s, component="mom")
+    assert started.action == "test_started", started.summary
+    with connect(s) as wh:
+        [v1, v2] = list_versions(wh, "mom")
+        checks = {c.name: c.passed for c in state.read_checks(wh, started.deployment_id or "")}
+    assert v2.params["model_version"] == 2 and v2.parent_version == 1
+    assert checks["model_artifact"]
+    assert "strategy_version_created" in events(s)
+
+    write_trades(s, "control", 1, rng(7).normal(0.0, 0.01, 400))
+    write_trades(s, "treatment", 2, rng(8).normal(0.006, 0.01, 400))
+    assert deploy(s, component="mom")[0].action == "advance"
+    write_trades(s, "control", 1, rng(9).normal(0.0, 0.01, 400))
+    write_trades(s, "treatment", 2, rng(10).normal(0.006, 0.01, 400))
+    assert deploy(s, component="mom")[0].action == "promote"
+    with connect(s) as wh:
+        status = {m.version: m.status for m in models.list_versions(wh, "mom_model")}
+    assert status == {1: "retired", 2: "production"}
+    # Rolling the promoted version back restores model 1 with strategy version 1.
+    with connect(s) as wh:
+        current = state.production(wh, "mom")
+    assert current is not None and current.version == 2
+    assert rollback(s, current.deployment_id, "model misbehaves").restored_version == 1
+    with connect(s) as wh:
+        status = {m.version: m.status for m in models.list_versions(wh, "mom_model")}
+    assert status == {1: "production", 2: "retired"}
+    assert allocation(s) == [(1, "production", 1.0)]
