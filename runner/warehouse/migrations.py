@@ -441,6 +441,39 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        6,
+        "LOOP: the notification outbox and task leases on optimization_queue",
+        (
+            """
+            create table if not exists notification_outbox (
+                -- messages to Discord, written in the transaction of the event they announce and
+                -- delivered afterwards, in order, once each (runner/notify)
+                message_id text primary key,
+                event_id text,
+                kind text not null,
+                severity text not null,
+                payload text not null,
+                attachments text not null default '[]',
+                status text not null check (status in ('pending', 'sent', 'failed', 'skipped')),
+                attempts integer not null default 0,
+                last_error text,
+                created_at timestamp with time zone not null,
+                sent_at timestamp with time zone,
+                discord_message_id text
+            )
+            """,
+            "create index if not exists notification_outbox_by_status"
+            " on notification_outbox (status, created_at)",
+            # Leases: a runner owns a task until lease_expires_at; a crashed runner's lease is
+            # taken over after it. one_off tasks (from recommendations) run once.
+            "alter table optimization_queue add column if not exists lease_owner text",
+            "alter table optimization_queue add column if not exists lease_expires_at"
+            " timestamp with time zone",
+            "alter table optimization_queue add column if not exists timeout_seconds integer",
+            "alter table optimization_queue add column if not exists one_off boolean default false",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version
