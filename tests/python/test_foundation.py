@@ -106,7 +106,19 @@ def test_two_migrations_at_once_on_postgres_apply_each_version_once(pg_url: str)
         drop_pg_schema(pg_url, settings.schema)
 
 
-COMMANDS = ("init", "ingest", "analyze", "backtest", "optimize", "score", "status", "demo")
+COMMANDS = (
+    "init",
+    "ingest",
+    "analyze",
+    "backtest",
+    "optimize",
+    "score",
+    "deploy",
+    "rollback",
+    "route",
+    "status",
+    "demo",
+)
 
 
 def test_help_lists_every_command_with_one_line() -> None:
