@@ -39,9 +39,9 @@ def deploy_command(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ) -> None:
-    """Move each rollout one step: stage and smoke-test a candidate, or evaluate its A/B test.
+    """Move each rollout one step: stage, smoke-test, ramp or roll back.
 
-    Run it again (the hourly cycle does) to advance 10% → 50% → 100%, roll back or end a test.
+    Stage and smoke-test the newest candidate, or evaluate the running A/B test. Run it again (the hourly cycle does) to advance 10% → 50% → 100%, roll back or end a test.
 
     Example: [bold]runner deploy --component trend_spx[/bold]
     """
@@ -81,7 +81,7 @@ def rollback_command(
     ] = "manual rollback",
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Return all traffic to the previous production version now (harmless when repeated).
+    """Return all traffic to the previous production version (harmless twice).
 
     Example: [bold]runner rollback dep_20261126T101500_1a2b3c4d --reason "desk request"[/bold]
     """
@@ -103,7 +103,7 @@ def route_command(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the route as JSON.")] = False,
 ) -> None:
-    """Which version trades this signal: the same hash the engine and the simulator use.
+    """Which version trades this signal (the engine's and simulator's hash).
 
     Example: [bold]runner route trend_spx "trend_spx:SPX:2024-05-02T14:30:00"[/bold]
     """
