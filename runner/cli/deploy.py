@@ -81,7 +81,7 @@ def rollback_command(
     ] = "manual rollback",
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Return all traffic to the previous production version (harmless twice).
+    """Send all traffic back to the previous production version.
 
     Example: [bold]runner rollback dep_20261126T101500_1a2b3c4d --reason "desk request"[/bold]
     """
