@@ -103,7 +103,7 @@ def route_command(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the route as JSON.")] = False,
 ) -> None:
-    """Which version trades this signal (the engine's and simulator's hash).
+    """Which version trades this signal (a deterministic hash).
 
     Example: [bold]runner route trend_spx "trend_spx:SPX:2024-05-02T14:30:00"[/bold]
     """
