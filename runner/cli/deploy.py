@@ -37,6 +37,9 @@ def deploy_command(
         int | None,
         typer.Option("--version", help="Deploy this candidate version (default: the newest)."),
     ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Decide and report; write nothing.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ) -> None:
     """Move each rollout one step: stage, smoke-test, ramp or roll back.
@@ -45,7 +48,7 @@ def deploy_command(
 
     Example: [bold]runner deploy --component trend_spx[/bold]
     """
-    results = Engine(settings_of(ctx)).deploy(component=component, version=version)
+    results = Engine(settings_of(ctx)).deploy(component=component, version=version, dry_run=dry_run)
     if as_json:
         typer.echo(to_json({"results": [asdict(r) for r in results]}))
         return

@@ -43,9 +43,13 @@ class Engine:
             return state.allocation(wh, component_id)
 
     def deploy(
-        self, component: str | None = None, version: int | None = None, now: datetime | None = None
+        self,
+        component: str | None = None,
+        version: int | None = None,
+        now: datetime | None = None,
+        dry_run: bool = False,
     ) -> list[StepResult]:
-        return deploy(self.settings, component=component, version=version, now=now)
+        return deploy(self.settings, component=component, version=version, now=now, dry_run=dry_run)
 
     def rollback(self, deployment_id: str, reason: str = "") -> RollbackResult:
         return rollback(self.settings, deployment_id, reason)

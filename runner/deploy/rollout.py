@@ -235,6 +235,56 @@ class Rollout:
         self.trail = trail
 
     # -- entry point ----------------------------------------------------------------------------
+    def preview(self, component: Component, version: int | None = None) -> StepResult:
+        """What `step` would do now, decided the same way, with nothing written."""
+        now = datetime.now(UTC)
+        cid = component.component_id
+        test = state.running_test(self.wh, cid)
+        if test is not None:
+            arms = gather(self.wh, test, component.initial_capital)
+            data_now = _data_now(self.wh, component, now)
+            start = test.stage_data_start or test.data_start or data_now
+            verdict = decide(
+                arms,
+                design_of(test),
+                stage=test.current_stage,
+                stage_elapsed_days=(data_now - start).total_seconds() / 86400.0,
+                extended=test.stage_extended,
+                paused=test.paused,
+                previous_p=test.always_valid_p,
+            )
+            return StepResult(
+                cid,
+                verdict.action,
+                f"(dry run) {verdict.reason}",
+                test.deployment_id,
+                test.test_id,
+                int(test.treatment_version),
+                test.current_stage,
+                verdict.look.to_dict(),
+            )
+        interrupted = state.deployments(self.wh, cid, ("smoke_testing",))
+        if interrupted:
+            return StepResult(
+                cid,
+                "resume",
+                f"(dry run) would rerun the interrupted smoke tests of version "
+                f"{interrupted[-1].version}.",
+                interrupted[-1].deployment_id,
+                version=interrupted[-1].version,
+            )
+        candidate = (
+            self._candidate(cid, version) if self.wh.table_exists("strategy_versions") else None
+        )
+        if candidate is None:
+            return StepResult(cid, "nothing", "(dry run) no candidate version waits.")
+        return StepResult(
+            cid,
+            "stage",
+            f"(dry run) would stage candidate version {candidate.version} and smoke-test it.",
+            version=candidate.version,
+        )
+
     def step(
         self, component: Component, version: int | None = None, now: datetime | None = None
     ) -> StepResult:
@@ -919,8 +969,10 @@ def deploy(
     component: str | None = None,
     version: int | None = None,
     now: datetime | None = None,
+    dry_run: bool = False,
 ) -> list[StepResult]:
-    """One step of every component's rollout (or the one named): the hourly `runner deploy`."""
+    """One step of every component's rollout (or the one named): the hourly `runner deploy`.
+    `dry_run` decides the same way and writes nothing."""
     if version is not None and component is None:
         raise ConfigError("--version needs --component: a version number belongs to a component.")
     results: list[StepResult] = []
@@ -930,6 +982,9 @@ def deploy(
         rollout = Rollout(wh, settings, trail)
         chosen = [c for c in versions.read_components(wh, component) if c.strategy and c.symbol]
         for item in chosen:
+            if dry_run:
+                results.append(rollout.preview(item, version))
+                continue
             with component_lease(wh, item.component_id) as held:
                 if not held:
                     results.append(

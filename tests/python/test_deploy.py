@@ -431,3 +431,18 @@ def test_a_new_model_reaches_production_only_as_a_strategy_version_through_its_t
         status = {m.version: m.status for m in models.list_versions(wh, "mom_model")}
     assert status == {1: "production", 2: "retired"}
     assert allocation(s) == [(1, "production", 1.0)]
+
+
+def test_a_dry_run_decides_like_a_real_run_and_writes_nothing(deploy_settings: Settings) -> None:
+    s = deploy_settings
+    [would] = deploy(s, component="mom", dry_run=True)
+    assert would.action == "stage" and would.version == 2
+    assert events(s) == [] and allocation(s) == []
+    deploy(s, component="mom")
+    write_trades(s, "control", 1, rng(11).normal(0.0, 0.01, 400))
+    write_trades(s, "treatment", 2, rng(12).normal(0.006, 0.01, 400))
+    before = events(s)
+    [preview] = deploy(s, component="mom", dry_run=True)
+    assert preview.action == "advance" and preview.summary.startswith("(dry run)")
+    assert events(s) == before and allocation(s) == [(1, "control", 0.9), (2, "treatment", 0.1)]
+    assert deploy(s, component="mom")[0].action == "advance"
