@@ -16,6 +16,7 @@ from runner.cli.ingest import ingest
 from runner.cli.optimize import optimize_command
 from runner.cli.score import score_command
 from runner.cli.status import status
+from runner.cli.trace import trace_command
 from runner.errors import TradebaseError
 from runner.redact import redact
 
@@ -33,6 +34,7 @@ for command in (
     rollback_command,
     route_command,
     status,
+    trace_command,
     demo,
 ):
     app.command(command.__name__.removesuffix("_command"))(command)

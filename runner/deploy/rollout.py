@@ -294,7 +294,7 @@ class Rollout:
         wh, cid = self.wh, component.component_id
         with wh.transaction():
             state.lock(wh, cid)
-            self.trail.record(versions.seed_versions(wh, [component]), at=now)
+            self.trail.record(versions.seed_versions(wh, [component]))
             production = versions.production_version(wh, cid)
             _, created = state.ensure_production(
                 wh, cid, production.version, _policy(component), now
@@ -954,7 +954,10 @@ class Rollout:
         )
 
     def _events(self, events: Sequence[Event], now: datetime) -> None:
-        self.trail.record(events, at=now)
+        # Stamped when written, not with the step's `now`: events of successive moves in one
+        # step must sort in the order they happened (ids order only within one batch).
+        del now
+        self.trail.record(events)
 
 
 def _policy(component: Component) -> state.Policy:

@@ -26,6 +26,7 @@ from runner.deploy.engine import Engine
 from runner.deploy.rollout import deploy, rollback
 from runner.ingest import ingest_file
 from runner.optimize.versions import add_candidate, list_versions, read_components, seed_versions
+from runner.trace import trace
 from runner.warehouse import connect
 from tests.python.deploy_strategies import momentum_market
 from tests.python.markets import write_bars_csv
@@ -167,6 +168,16 @@ def test_a_better_candidate_ramps_10_50_100_and_becomes_production(
         assert kinds.count(kind) == 1, (kind, kinds)
     [nothing] = deploy(s, component="mom")
     assert nothing.action == "nothing"
+    with connect(s) as wh:
+        history = trace(wh, "mom")
+    assert history.version == 2 and history.status == "production"
+    assert [e.event_type for e in history.events] == [
+        "deployment_staged",
+        "smoke_tests_passed",
+        "ab_test_started",
+        "ab_stage_advanced",
+        "ab_test_promoted",
+    ]
 
 
 def test_a_worse_candidate_is_rolled_back_at_the_first_stage_with_evidence(

@@ -117,6 +117,7 @@ COMMANDS = (
     "rollback",
     "route",
     "status",
+    "trace",
     "demo",
 )
 
