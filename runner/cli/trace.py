@@ -22,7 +22,7 @@ def trace_command(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the trace as JSON.")] = False,
 ) -> None:
-    """Follow a version back to the data, recommendation and run behind it.
+    """Follow a version back to the run and recommendation behind it.
 
     Example: [bold]runner trace trend_spx --version 2[/bold]
     """
