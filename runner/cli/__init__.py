@@ -15,6 +15,7 @@ from runner.cli.deploy import deploy_command, rollback_command, route_command
 from runner.cli.ingest import ingest
 from runner.cli.optimize import optimize_command
 from runner.cli.score import score_command
+from runner.cli.simulate import simulate_command
 from runner.cli.status import status
 from runner.cli.trace import trace_command
 from runner.errors import TradebaseError
@@ -33,6 +34,7 @@ for command in (
     deploy_command,
     rollback_command,
     route_command,
+    simulate_command,
     status,
     trace_command,
     demo,

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
+from pathlib import Path
 
 from runner.config import Settings
 from runner.deploy import routing, state
 from runner.deploy.rollout import RollbackResult, StepResult, deploy, rollback
+from runner.deploy.simulate import SimulationReport, simulate
 from runner.warehouse import connect
 from runner.warehouse.migrations import migrate
 
@@ -50,6 +52,12 @@ class Engine:
         dry_run: bool = False,
     ) -> list[StepResult]:
         return deploy(self.settings, component=component, version=version, now=now, dry_run=dry_run)
+
+    def simulate(
+        self, component_id: str, *, until: datetime, bars_path: Path | None = None
+    ) -> SimulationReport:
+        """Paper-trade the component's allocation on bars up to `until` (docs/simulator.md)."""
+        return simulate(self.settings, component_id, until=until, bars_path=bars_path)
 
     def rollback(self, deployment_id: str, reason: str = "") -> RollbackResult:
         return rollback(self.settings, deployment_id, reason)

@@ -116,6 +116,7 @@ COMMANDS = (
     "deploy",
     "rollback",
     "route",
+    "simulate",
     "status",
     "trace",
     "demo",
