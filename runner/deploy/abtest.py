@@ -6,8 +6,9 @@ with the always-valid confidence sequence of the mixture SPRT (runner.stats.mspr
 statistics.md §4), so looking after every batch of trades never inflates the error rates.
 
 The rule, in the order it is applied:
-1. guardrails (hard limits, not statistics): the treatment's drawdown reaching the critical
-   drawdown, or its win rate under the critical win rate while the control's is not, rolls back;
+1. guardrails (hard limits): the treatment's drawdown reaching the critical drawdown, or its
+   win rate confidently under the critical win rate (the Wilson 95% upper bound below it)
+   while the control's is not and its return per trade is no better, rolls back;
 2. a sample-ratio mismatch on the assigned units (χ² p < srm_alpha) pauses the test: its
    numbers cannot be trusted, so nothing but a guardrail or a person moves it;
 3. the upper confidence bound below −m rolls back (the treatment is worse by more than the
@@ -28,7 +29,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from runner.stats import msprt_two_arms, srm_chi2
+from runner.stats import msprt_two_arms, srm_chi2, wilson_interval
 
 FloatArray = npt.NDArray[np.float64]
 Action = Literal["hold", "advance", "promote", "rollback", "pause", "extend", "inconclusive"]
@@ -73,6 +74,7 @@ class Arms:
     treatment_drawdown: float
     treatment_win_rate: float | None
     control_win_rate: float | None
+    treatment_wins: tuple[int, int] | None = None  # (winning, decided) trades of the treatment
 
 
 @dataclass(frozen=True)
@@ -162,18 +164,24 @@ def decide(
             current,
         )
     cw = design.critical_win_rate
+    wins = arms.treatment_wins
     if (
         cw is not None
-        and arms.treatment_win_rate is not None
-        and len(arms.treatment) >= design.win_rate_min_trades
-        and arms.treatment_win_rate < cw
+        and wins is not None
+        and wins[1] >= design.win_rate_min_trades
+        and wilson_interval(wins[0], wins[1])[1] < cw
         and (arms.control_win_rate is None or arms.control_win_rate >= cw)
+        and (current.estimate is None or current.estimate <= 0)
     ):
+        # Confidently under the line, not merely under it (a few dozen trades say little about
+        # a rate), and not paid for by larger wins: a trend follower wins less than half its
+        # trades by design, so a low win rate with a higher return per trade is style, not harm.
         return Verdict(
             "rollback",
-            f"Guardrail: the treatment's win rate {arms.treatment_win_rate:.1%} over "
-            f"{len(arms.treatment)} trades is under the critical {cw:.1%} while the control's is "
-            "not.",
+            f"Guardrail: the treatment won {wins[0]} of {wins[1]} trades; even the upper 95% "
+            f"bound of its win rate, {wilson_interval(wins[0], wins[1])[1]:.1%}, is under the "
+            f"critical {cw:.1%}, while the control's is not, and its return per trade is no "
+            "better.",
             current,
         )
     if srm_p is not None and srm_p < design.srm_alpha:

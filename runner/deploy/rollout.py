@@ -159,6 +159,10 @@ def gather(wh: Warehouse, test: ABTest, capital: float) -> Arms:
         treatment_drawdown=drawdown(treatment.pnl, capital),
         treatment_win_rate=_win_rate(treatment.returns),
         control_win_rate=_win_rate(control.returns),
+        treatment_wins=(
+            int(np.sum(treatment.returns > 0)),
+            int(np.sum(treatment.returns != 0)),
+        ),
     )
 
 

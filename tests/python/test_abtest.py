@@ -42,6 +42,7 @@ def arms(
         treatment_drawdown=dd,
         treatment_win_rate=win(treatment),
         control_win_rate=win(control),
+        treatment_wins=(int(np.sum(treatment > 0)), int(np.sum(treatment != 0))),
     )
 
 
@@ -198,3 +199,18 @@ def test_routing_is_deterministic_uniform_and_monotone_in_the_share() -> None:
     other = {k for k in keys if assign("ab_2", k, 0.5) == "treatment"}
     assert other != at50  # a new test re-randomises
     assert all(0 <= bucket("ab_1", k) < BUCKETS for k in keys)
+
+
+def test_a_low_win_rate_with_few_trades_is_not_a_guardrail_breach() -> None:
+    # 10 of 24 trades won (41.7%), but the wins are large: a trend follower, not a breach.
+    treatment = np.r_[np.full(10, 0.03), np.full(14, -0.005)]
+    verdict = decide(
+        arms(normal(0.0, 200, 17), treatment),
+        DESIGN,
+        stage=10,
+        stage_elapsed_days=1,
+        extended=False,
+        paused=False,
+        previous_p=None,
+    )
+    assert "win rate" not in verdict.reason
