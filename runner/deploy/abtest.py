@@ -7,12 +7,12 @@ statistics.md §4), so looking after every batch of trades never inflates the er
 
 The rule, in the order it is applied:
 1. guardrails (hard limits): the treatment's drawdown reaching the critical drawdown, or its
-   win rate confidently under the critical win rate (the Wilson 95% upper bound below it)
-   while the control's is not and its return per trade is no better, rolls back;
+   win rate confidently under the critical win rate (its Wilson 99% upper bound below it) while
+   the control's is confidently above it and its return per trade is no better, rolls back;
 2. a sample-ratio mismatch on the assigned units (χ² p < srm_alpha) pauses the test: its
    numbers cannot be trusted, so nothing but a guardrail or a person moves it;
 3. the upper confidence bound below −m rolls back (the treatment is worse by more than the
-   non-inferiority margin);
+   non-inferiority margin), once each arm has the minimum trades since the test started;
 4. with the stage's minimum trades in both arms: stage 10 advances to 50 when the lower bound is
    above −m (non-inferior); stage 50 promotes (100%) when the lower bound is above 0 (better);
 5. the planned size spent without a decision ends the test inconclusive (incumbent kept);
@@ -32,6 +32,7 @@ import numpy.typing as npt
 from runner.stats import msprt_two_arms, srm_chi2, wilson_interval
 
 FloatArray = npt.NDArray[np.float64]
+GUARDRAIL_CONFIDENCE = 0.99
 Action = Literal["hold", "advance", "promote", "rollback", "pause", "extend", "inconclusive"]
 
 
@@ -75,6 +76,7 @@ class Arms:
     treatment_win_rate: float | None
     control_win_rate: float | None
     treatment_wins: tuple[int, int] | None = None  # (winning, decided) trades of the treatment
+    control_wins: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -164,24 +166,24 @@ def decide(
             current,
         )
     cw = design.critical_win_rate
-    wins = arms.treatment_wins
+    wins, control_wins = arms.treatment_wins, arms.control_wins
     if (
         cw is not None
         and wins is not None
         and wins[1] >= design.win_rate_min_trades
-        and wilson_interval(wins[0], wins[1])[1] < cw
-        and (arms.control_win_rate is None or arms.control_win_rate >= cw)
+        and wilson_interval(wins[0], wins[1], GUARDRAIL_CONFIDENCE)[1] < cw
+        and (control_wins is None or wilson_interval(*control_wins)[0] >= cw)
         and (current.estimate is None or current.estimate <= 0)
     ):
-        # Confidently under the line, not merely under it (a few dozen trades say little about
-        # a rate), and not paid for by larger wins: a trend follower wins less than half its
-        # trades by design, so a low win rate with a higher return per trade is style, not harm.
+        # Confidently under the line (at 99%: the guardrail is looked at after every batch),
+        # while the control is confidently above it, and not paid for by larger wins: a trend
+        # follower wins less than half its trades by design, which is style, not harm.
+        bound = wilson_interval(wins[0], wins[1], GUARDRAIL_CONFIDENCE)[1]
         return Verdict(
             "rollback",
-            f"Guardrail: the treatment won {wins[0]} of {wins[1]} trades; even the upper 95% "
-            f"bound of its win rate, {wilson_interval(wins[0], wins[1])[1]:.1%}, is under the "
-            f"critical {cw:.1%}, while the control's is not, and its return per trade is no "
-            "better.",
+            f"Guardrail: the treatment won {wins[0]} of {wins[1]} trades; even the upper 99% "
+            f"bound of its win rate, {bound:.1%}, is under the critical {cw:.1%}, while the "
+            "control's is above it and the treatment's return per trade is no better.",
             current,
         )
     if srm_p is not None and srm_p < design.srm_alpha:
@@ -196,7 +198,11 @@ def decide(
     if paused:
         return Verdict("hold", "Paused after a sample ratio mismatch.", current)
     lower, upper = current.lower, current.upper
-    if upper is not None and upper < -m:
+    # The sequence's variance is estimated from the trades: with fewer than the minimum per arm
+    # the estimate, not the treatment, would decide. Guardrails above need no minimum.
+    enough = min(arms.stage_control, arms.stage_treatment) >= design.min_n_per_arm
+    total_enough = min(len(arms.control), len(arms.treatment)) >= design.min_n_per_arm
+    if upper is not None and upper < -m and total_enough:
         return Verdict(
             "rollback",
             f"The treatment is worse: its confidence sequence for the difference in return per "
@@ -204,7 +210,6 @@ def decide(
             f"({current.n_treatment} treatment and {current.n_control} control trades).",
             current,
         )
-    enough = min(arms.stage_control, arms.stage_treatment) >= design.min_n_per_arm
     if enough and lower is not None:
         if stage == 10 and lower > -m:
             return Verdict(

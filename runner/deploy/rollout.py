@@ -16,6 +16,7 @@ statuses and write their events in the same transaction.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Iterator, Sequence
@@ -163,7 +164,19 @@ def gather(wh: Warehouse, test: ABTest, capital: float) -> Arms:
             int(np.sum(treatment.returns > 0)),
             int(np.sum(treatment.returns != 0)),
         ),
+        control_wins=(int(np.sum(control.returns > 0)), int(np.sum(control.returns != 0))),
     )
+
+
+def test_id_for(
+    component_id: str, control: int, treatment: int, data_start: datetime, wh: Warehouse
+) -> str:
+    """A reproducible id: the test's id salts the routing hash, so the same rollout on the same
+    data splits the same units (a demo tells the same story; a test suite is deterministic).
+    The count of the component's earlier tests keeps a retest of the same pair distinct."""
+    earlier = len(state.tests(wh, component_id))
+    key = f"{component_id}\x1f{control}\x1f{treatment}\x1f{data_start.isoformat()}\x1f{earlier}"
+    return f"ab_{data_start:%Y%m%dT%H%M%S}_{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
 def design_of(test: ABTest) -> Design:
@@ -600,7 +613,7 @@ class Rollout:
         design, sigma = new_design(self.wh, self.settings, component, incumbent, sigma_hint)
         data_now = _data_now(self.wh, component, now)
         test = ABTest(
-            test_id=state.new_id("ab", now),
+            test_id=test_id_for(cid, incumbent, deployment.version, data_now, self.wh),
             test_name=f"{cid} v{deployment.version} vs v{incumbent}",
             component_id=cid,
             control_version=str(incumbent),

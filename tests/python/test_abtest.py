@@ -43,6 +43,7 @@ def arms(
         treatment_win_rate=win(treatment),
         control_win_rate=win(control),
         treatment_wins=(int(np.sum(treatment > 0)), int(np.sum(treatment != 0))),
+        control_wins=(int(np.sum(control > 0)), int(np.sum(control != 0))),
     )
 
 
