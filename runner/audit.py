@@ -2,6 +2,8 @@
 
 It owns the event record, its JSON metrics and the run id; it deliberately has no update or delete
 API. What an event means (when to raise an alert, close a recommendation) is the recording step's.
+A significant event also queues its Discord message in notification_outbox, in the same transaction
+(runner/notify).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from runner.engine_tables import ColumnKind, bulk_insert, to_json_text, utc
+from runner.notify.outbox import enqueue_events
 from runner.redact import redact
 from runner.warehouse import Warehouse
 
@@ -96,7 +99,9 @@ class AuditTrail:
         """Append `events` in one insert, stamped `at` (default now, UTC); return them as stored.
 
         Event ids sort in insertion order within a run (time, then sequence), so reading by
-        (event_timestamp, event_id) replays a batch in the order it was given.
+        (event_timestamp, event_id) replays a batch in the order it was given. Significant events
+        (runner.notify.messages.SIGNIFICANT) also queue their Discord message in
+        notification_outbox; call it inside a transaction so that both are kept or neither.
         """
         stamp = utc(at or datetime.now(UTC))
         stored: list[StoredEvent] = []
@@ -125,6 +130,8 @@ class AuditTrail:
             for e in stored
         ]
         bulk_insert(self.wh, "improvement_events", EVENT_COLUMNS, rows)
+        # In the caller's transaction, like the events: a rollback takes both away.
+        enqueue_events(self.wh, stored, secrets=self.secrets)
         return stored
 
 

@@ -65,6 +65,14 @@ class Settings(BaseSettings):
         default=None,
         description="Where runs keep artifacts (trial returns, models); default: beside the warehouse.",
     )
+    log_dir: Path | None = Field(
+        default=None,
+        description="Where `runner cycle` writes its improvement_cycle_*.log files; default: "
+        "logs/ beside the artifacts.",
+    )
+    cycle_budget_seconds: float = Field(
+        default=2400.0, gt=0, description="Default time budget of one `runner cycle`."
+    )
 
     # -- OPTIMIZE: walk-forward search and the gates that refuse overfitting -------------------
     optimize_trials: int = Field(default=100, ge=2, description="Trials per study.")
@@ -130,10 +138,50 @@ class Settings(BaseSettings):
     deploy_smoke_days: int = Field(default=180, ge=10, description="Recent days smoke-tested.")
     optimize_heartbeat_seconds: int = Field(default=5, ge=1)
     optimize_grace_seconds: int = Field(default=15, ge=2)
+    # -- SCHEDULE: the optimization queue (runner/schedule, docs/scheduling.md) ---------------
+    schedule_tasks_file: Path | None = Field(
+        default=None,
+        description="Declared tasks (default: seeds/optimization_tasks.csv of the project).",
+    )
+    schedule_task_timeout_seconds: int = Field(
+        default=3600, ge=1, description="A task's hard time limit unless it declares its own."
+    )
+    schedule_lease_grace_seconds: int = Field(
+        default=60,
+        ge=1,
+        description="A lease outlives its task's timeout by this much before another runner may take it over.",
+    )
+    schedule_max_failures: int = Field(
+        default=5, ge=1, description="Consecutive failures that disable a task (circuit breaker)."
+    )
+    # -- notifications: Discord webhook and the outbox's delivery (runner/notify) --------------
+    discord_webhook_url: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DISCORD_WEBHOOK_URL", "TRADEBASE_DISCORD_WEBHOOK_URL"),
+        description="https://discord.com/api/webhooks/<id>/<token>; unset means notifications off.",
+    )
+    notify_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Timeout of one request to the webhook."
+    )
+    notify_budget_seconds: float = Field(
+        default=60.0, gt=0, description="Time one delivery run may spend (waits included)."
+    )
+    notify_max_attempts: int = Field(
+        default=5, ge=1, description="Attempts per message in one run (429, 5xx, network errors)."
+    )
+    notify_backoff_seconds: float = Field(
+        default=0.5, gt=0, description="First backoff after a 5xx or network error; doubles."
+    )
 
     @field_validator("database_url", "optimize_storage_url", mode="before")
     @classmethod
     def _empty_url_is_none(cls, value: object) -> object:
+        return None if value in ("", None) else value
+
+    @field_validator("discord_webhook_url", mode="before")
+    @classmethod
+    def _empty_webhook_is_none(cls, value: object) -> object:
+        # Never raise here: a validation error would print the URL (a secret) as the input.
         return None if value in ("", None) else value
 
     @field_validator("schema_name")
@@ -173,6 +221,12 @@ class Settings(BaseSettings):
         return base / "tradebase-artifacts"
 
     @property
+    def logs(self) -> Path:
+        if self.log_dir is not None:
+            return self.log_dir.expanduser().resolve()
+        return self.artifacts.parent / "logs"
+
+    @property
     def duckdb_file(self) -> Path:
         return self.duckdb_path.expanduser().resolve()
 
@@ -190,6 +244,12 @@ class Settings(BaseSettings):
         if self.optimize_storage_url is not None:
             storage = self.optimize_storage_url.get_secret_value()
             found += [storage, unquote(urlsplit(storage).password or "")]
+        if self.discord_webhook_url is not None:
+            webhook = self.discord_webhook_url.get_secret_value()
+            token = webhook.partition("?")[0].rstrip("/").rpartition("/")[2]
+            # The whole URL, and its token (the last path segment) wherever it shows up alone;
+            # a short last segment is a word, not a token, and masking it would garble text.
+            found += [webhook, token if len(token) >= 16 else ""]
         return tuple(s for s in found if s)
 
 

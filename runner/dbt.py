@@ -88,7 +88,9 @@ def run_dbt(
     if select:
         args += ["--select", select]
     if quiet:
-        args.insert(0, "--quiet")
+        # Nothing on stdout (a --json command's output must stay JSON): failures come back in
+        # DbtFailed with the failing nodes; the full log stays in the log file.
+        args[0:0] = ["--log-level", "none"]
     args += list(extra_args)
 
     with _DBT_LOCK, _environment(dbt_env(settings)):

@@ -119,6 +119,11 @@ QUEUE_COLUMNS: dict[str, ColumnKind] = {
     "recommendation_id": "text",
     "created_at": "timestamptz",
     "updated_at": "timestamptz",
+    # migration 6: leases (runner/schedule) and one-off tasks
+    "lease_owner": "text",
+    "lease_expires_at": "timestamptz",
+    "timeout_seconds": "integer",
+    "one_off": "boolean",
 }
 
 
@@ -141,6 +146,12 @@ class OptimizationTask:
     last_run_at: datetime | None = None
     consecutive_failures: int = 0
     last_error: str | None = None
+    # A runner owns a running task until lease_expires_at; timeout_seconds None means the
+    # default of the settings; a one_off task (frequency "once") is disabled after its run.
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
+    timeout_seconds: int | None = None
+    one_off: bool = False
 
 
 def insert_optimization_tasks(
@@ -158,6 +169,37 @@ def insert_optimization_tasks(
         for task in tasks
     ]
     bulk_insert(wh, "optimization_queue", QUEUE_COLUMNS, rows)
+
+
+TASK_COLUMNS = tuple(c for c in QUEUE_COLUMNS if c not in ("created_at", "updated_at"))
+
+
+def read_optimization_tasks(
+    wh: Warehouse, *, task_id: str | None = None, component: str | None = None
+) -> list[OptimizationTask]:
+    """Queued tasks (all, one by id, or one component's), most urgent first; config parsed."""
+    conditions: list[str] = []
+    params: dict[str, Any] = {}
+    if task_id is not None:
+        conditions.append("task_id = %(task_id)s")
+        params["task_id"] = task_id
+    if component is not None:
+        conditions.append("component_id = %(component)s")
+        params["component"] = component
+    where = f" where {' and '.join(conditions)}" if conditions else ""
+    rows = _select(
+        wh,
+        f"select {', '.join(TASK_COLUMNS)} from optimization_queue{where}"
+        " order by priority, next_run_at, task_id",
+        TASK_COLUMNS,
+        params,
+    )
+    tasks = []
+    for row in rows:
+        row["config"] = json.loads(row["config"] or "{}")
+        row["one_off"] = bool(row["one_off"])
+        tasks.append(OptimizationTask(**row))
+    return tasks
 
 
 PENDING_COLUMNS = (

@@ -10,10 +10,13 @@ import sys
 from runner.cli.analyze import analyze_command
 from runner.cli.app import app, err_console, init
 from runner.cli.backtest import backtest_command
+from runner.cli.cycle import cycle_command
 from runner.cli.demo import demo
 from runner.cli.deploy import deploy_command, rollback_command, route_command
 from runner.cli.ingest import ingest
+from runner.cli.notify import notify_app
 from runner.cli.optimize import optimize_command
+from runner.cli.schedule import schedule_app
 from runner.cli.score import score_command
 from runner.cli.simulate import simulate_command
 from runner.cli.status import status
@@ -35,11 +38,14 @@ for command in (
     rollback_command,
     route_command,
     simulate_command,
+    cycle_command,
     status,
     trace_command,
     demo,
 ):
     app.command(command.__name__.removesuffix("_command"))(command)
+app.add_typer(schedule_app, name="schedule")
+app.add_typer(notify_app, name="notify")
 
 
 def main() -> None:

@@ -1,0 +1,382 @@
+"""One improvement cycle: ANALYZE → IDENTIFY → OPTIMIZE → DEPLOY → summary.
+
+Each step runs in its own try block: a step that fails is recorded (a `cycle_step_failed` event
+and a log line, the error redacted) and the steps that do not depend on it still run. IDENTIFY
+needs ANALYZE's marts; OPTIMIZE runs the due tasks either way (the recommendations of a failed
+IDENTIFY just add no tasks); DEPLOY reads trades and tests, not marts. The cycle's exit status
+says whether the engine worked, not whether the strategies did: a rejected candidate or a
+rollback is a result, an exception is a failure.
+
+Every cycle writes `improvement_cycle_YYYYMMDD_HHMMSS.log` (one JSON object per line: the
+steps, and every audit event the cycle recorded) with secrets redacted.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, Literal, TextIO
+
+from runner.audit import AuditTrail, Event, StoredEvent, read_events
+from runner.config import Settings
+from runner.errors import ConfigError
+from runner.redact import redact
+from runner.warehouse import connect
+from runner.warehouse.migrations import migrate
+
+STEPS: tuple[str, ...] = ("analyze", "identify", "optimize", "deploy")
+# A step is skipped when one it needs failed in this cycle.
+NEEDS: dict[str, tuple[str, ...]] = {"identify": ("analyze",)}
+DEPLOY_RESERVE_SECONDS = 120.0  # of the budget, kept for DEPLOY and the summary
+
+StepStatus = Literal["ok", "failed", "skipped"]
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    name: str
+    status: StepStatus
+    seconds: float
+    summary: str
+    details: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class CycleReport:
+    cycle_id: str
+    started_at: datetime
+    finished_at: datetime
+    dry_run: bool
+    steps: list[StepOutcome]
+    log_path: Path
+    notes: list[str] = field(default_factory=list)
+    charts: list[str] = field(default_factory=list)  # PNGs attached to the Discord summary
+
+    @property
+    def engine_failed(self) -> bool:
+        return any(s.status == "failed" for s in self.steps)
+
+    def to_dict(self) -> dict[str, Any]:
+        value = asdict(self)
+        value["log_path"] = str(self.log_path)
+        value["engine_failed"] = self.engine_failed
+        return value
+
+
+class CycleLog:
+    """The cycle's structured log: one JSON object per line, every string redacted."""
+
+    def __init__(self, path: Path, secrets: tuple[str, ...]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.secrets = secrets
+        self._handle: TextIO = path.open("a", encoding="utf-8")
+
+    def write(self, kind: str, **fields: Any) -> None:
+        record = {"ts": datetime.now(UTC).isoformat(), "kind": kind, **fields}
+        text = json.dumps(record, default=str, sort_keys=False)
+        self._handle.write(redact(text, self.secrets) + "\n")
+        self._handle.flush()
+
+    def event(self, event: StoredEvent) -> None:
+        self.write(
+            "event",
+            event_id=event.event_id,
+            event_type=event.event_type,
+            component_id=event.component_id,
+            reason=event.trigger_reason,
+            metrics=event.metrics,
+            run_id=event.run_id,
+            deployment_id=event.deployment_id,
+            test_id=event.test_id,
+            task_id=event.task_id,
+            recommendation_id=event.recommendation_id,
+        )
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+# -- the steps ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Context:
+    settings: Settings
+    component: str | None
+    as_of: date | None
+    dry_run: bool
+    deadline: float | None  # time.monotonic() by which OPTIMIZE must hand over
+
+    def optimize_budget(self) -> float | None:
+        if self.deadline is None:
+            return None
+        return max(0.0, self.deadline - time.monotonic() - DEPLOY_RESERVE_SECONDS)
+
+
+def _analyze(ctx: _Context) -> tuple[str, dict[str, Any]]:
+    from runner.analyze import build_analytics
+
+    if ctx.dry_run:
+        return "Would rebuild the marts with dbt build (skipped in a dry run).", {}
+    nodes = build_analytics(ctx.settings, ctx.as_of)
+    errors = [n for n in nodes if n.status == "error"]
+    failures = [n for n in nodes if n.status in ("fail", "warn")]
+    if errors:
+        names = ", ".join(n.name for n in errors[:5])
+        raise ConfigError(f"dbt build failed on {len(errors)} node(s): {names}.")
+    built = sum(1 for n in nodes if n.resource_type == "model" and n.status == "success")
+    summary = f"Built {built} models"
+    if failures:
+        summary += f"; {len(failures)} data test(s) failed or warned"
+    return summary + ".", {
+        "models_built": built,
+        "tests_failed": [n.name for n in failures],
+    }
+
+
+def _identify(ctx: _Context) -> tuple[str, dict[str, Any]]:
+    from runner.identify import identify, latest_alerts, latest_recommendations, open_alerts
+
+    with connect(ctx.settings) as wh:
+        if ctx.dry_run:
+            alerts = open_alerts(latest_alerts(wh))
+            recommendations = latest_recommendations(wh)
+            return (
+                f"{len(alerts)} open alert(s), {len(recommendations)} recommendation(s) "
+                "(read only).",
+                {"open_alerts": len(alerts), "recommendations": len(recommendations)},
+            )
+        trail = AuditTrail(wh, secrets=ctx.settings.secrets())
+        found = identify(wh, trail, models_built=0)
+    critical = sum(1 for a in found.alerts if a.status == "critical")
+    return (
+        f"{len([a for a in found.alerts if a.is_open])} open alert(s) ({critical} critical), "
+        f"{len(found.recommendations)} recommendation(s).",
+        {
+            "open_alerts": len([a for a in found.alerts if a.is_open]),
+            "critical_alerts": critical,
+            "recommendations": [r.recommendation_id for r in found.recommendations],
+        },
+    )
+
+
+def _optimize(ctx: _Context, identified: bool) -> tuple[str, dict[str, Any]]:
+    from runner.schedule import add_recommendation_tasks, run_due, sync_tasks
+
+    details: dict[str, Any] = {"sync": asdict(sync_tasks(ctx.settings, dry_run=ctx.dry_run))}
+    if identified:
+        details["recommendation_tasks"] = add_recommendation_tasks(
+            ctx.settings, dry_run=ctx.dry_run
+        )
+    report = run_due(
+        ctx.settings,
+        budget_seconds=ctx.optimize_budget(),
+        component=ctx.component,
+        dry_run=ctx.dry_run,
+    )
+    details["run_due"] = asdict(report)
+    return report.summary(), details
+
+
+def _deploy(ctx: _Context) -> tuple[str, dict[str, Any]]:
+    from runner.deploy.rollout import deploy
+
+    results = deploy(ctx.settings, component=ctx.component, dry_run=ctx.dry_run)
+    moved = [r for r in results if r.action not in ("nothing", "hold")]
+    summary = (
+        " ".join(f"{r.component_id}: {r.action} ({r.summary})" for r in moved)
+        if moved
+        else f"{len(results)} component(s), no rollout moved."
+    )
+    return summary, {"results": [asdict(r) for r in results]}
+
+
+# -- the cycle ----------------------------------------------------------------------------------
+def parse_steps(text: str | None) -> tuple[str, ...]:
+    if text is None or not text.strip():
+        return STEPS
+    chosen = tuple(s.strip().lower() for s in text.split(",") if s.strip())
+    unknown = [s for s in chosen if s not in STEPS]
+    if unknown:
+        raise ConfigError(
+            f"Unknown step(s) {', '.join(map(repr, unknown))}; the steps are {', '.join(STEPS)}."
+        )
+    return tuple(s for s in STEPS if s in chosen)  # always in the loop's order
+
+
+def run_cycle(
+    settings: Settings,
+    *,
+    steps: Sequence[str] = STEPS,
+    component: str | None = None,
+    dry_run: bool = False,
+    as_of: date | None = None,
+    budget_seconds: float | None = None,
+    on_step: Callable[[StepOutcome], None] | None = None,
+) -> CycleReport:
+    """Run the chosen steps in order; never raises for a step's failure (see the report)."""
+    started = datetime.now(UTC)
+    clock = time.monotonic()
+    cycle_id = f"cycle_{started:%Y%m%dT%H%M%S}_{uuid.uuid4().hex[:8]}"
+    budget = budget_seconds if budget_seconds is not None else settings.cycle_budget_seconds
+    ctx = _Context(settings, component, as_of, dry_run, clock + budget)
+    log = CycleLog(
+        settings.logs / f"improvement_cycle_{started:%Y%m%d_%H%M%S}.log", settings.secrets()
+    )
+    log.write(
+        "cycle_started",
+        cycle_id=cycle_id,
+        steps=list(steps),
+        component=component,
+        dry_run=dry_run,
+        as_of=as_of,
+        budget_seconds=budget,
+    )
+    with connect(settings) as wh:
+        migrate(wh)
+        if not dry_run:
+            with wh.transaction():
+                AuditTrail(wh, run_id=cycle_id, secrets=settings.secrets()).record(
+                    [
+                        Event(
+                            "cycle_started",
+                            f"Improvement cycle {cycle_id}: {', '.join(steps)}.",
+                            {"steps": list(steps), "budget_seconds": budget},
+                            component_id=component,
+                        )
+                    ]
+                )
+    outcomes: list[StepOutcome] = []
+    failed: set[str] = set()
+    for name in STEPS:
+        if name not in steps:
+            continue
+        step_clock = time.monotonic()
+        since = datetime.now(UTC)
+        missing = [n for n in NEEDS.get(name, ()) if n in failed]
+        if missing:
+            outcome = StepOutcome(
+                name, "skipped", 0.0, f"Skipped: {', '.join(missing)} failed in this cycle."
+            )
+        else:
+            try:
+                if name == "analyze":
+                    summary, details = _analyze(ctx)
+                elif name == "identify":
+                    summary, details = _identify(ctx)
+                elif name == "optimize":
+                    identified = "identify" in steps and "identify" not in failed
+                    summary, details = _optimize(ctx, identified)
+                else:
+                    summary, details = _deploy(ctx)
+                outcome = StepOutcome(name, "ok", time.monotonic() - step_clock, summary, details)
+            except Exception as exc:  # any failure of a step is the engine's, recorded, not raised
+                error = redact(f"{type(exc).__name__}: {exc}", settings.secrets())
+                failed.add(name)
+                outcome = StepOutcome(
+                    name, "failed", time.monotonic() - step_clock, error, error=error
+                )
+        outcomes.append(outcome)
+        _record_step(settings, cycle_id, outcome, dry_run, log, since)
+        if on_step is not None:
+            on_step(outcome)
+    finished = datetime.now(UTC)
+    report = CycleReport(cycle_id, started, finished, dry_run, outcomes, log.path)
+    _finish(settings, report, log)
+    log.close()
+    return report
+
+
+def _record_step(
+    settings: Settings,
+    cycle_id: str,
+    outcome: StepOutcome,
+    dry_run: bool,
+    log: CycleLog,
+    since: datetime,
+) -> None:
+    log.write(
+        "step",
+        step=outcome.name,
+        status=outcome.status,
+        seconds=round(outcome.seconds, 3),
+        summary=outcome.summary,
+        details=outcome.details,
+    )
+    with connect(settings) as wh:
+        # Every audit event this step recorded, one line each (the cycle's trail in the file).
+        for event in read_events(wh, since=since):
+            log.event(event)
+        if dry_run or outcome.status != "failed":
+            return
+        with wh.transaction():
+            AuditTrail(wh, run_id=cycle_id, secrets=settings.secrets()).record(
+                [
+                    Event(
+                        "cycle_step_failed",
+                        f"The {outcome.name} step of cycle {cycle_id} failed: {outcome.error}",
+                        {"step": outcome.name, "seconds": outcome.seconds},
+                    )
+                ]
+            )
+
+
+def _finish(settings: Settings, report: CycleReport, log: CycleLog) -> None:
+    statuses = {s.name: s.status for s in report.steps}
+    summary = ", ".join(f"{s.name} {s.status}" for s in report.steps) or "no step"
+    metrics = {
+        "steps": statuses,
+        "seconds": (report.finished_at - report.started_at).total_seconds(),
+        "log": report.log_path.name,
+        "summaries": {s.name: s.summary for s in report.steps},
+    }
+    with connect(settings) as wh, wh.transaction():
+        trail = AuditTrail(wh, run_id=report.cycle_id, secrets=settings.secrets())
+        if report.dry_run:
+            stored = trail.record(
+                [Event("cycle_dry_run", f"Dry run of cycle {report.cycle_id}: {summary}.", metrics)]
+            )
+        else:
+            stored = trail.record(
+                [
+                    Event(
+                        "cycle_failed" if report.engine_failed else "cycle_completed",
+                        f"Cycle {report.cycle_id}: {summary}.",
+                        metrics,
+                    )
+                ]
+            )
+    for event in stored:
+        log.event(event)
+    if not report.dry_run:
+        report.notes.extend(_notify(settings, report, metrics, log))
+    log.write("cycle_finished", cycle_id=report.cycle_id, engine_failed=report.engine_failed)
+
+
+def _notify(
+    settings: Settings, report: CycleReport, metrics: dict[str, Any], log: CycleLog
+) -> list[str]:
+    """Queue the cycle's summary, then deliver the backlog (events queued during the cycle
+    included). Discord being down is not the engine failing: what is not delivered now waits
+    in the outbox for the next run."""
+    from runner.notify import CycleSummary, SummaryStep, deliver, enqueue_summary
+
+    summary = CycleSummary(
+        cycle_id=report.cycle_id,
+        started_at=report.started_at,
+        finished_at=report.finished_at,
+        steps=[SummaryStep(s.name, s.status, s.summary, s.seconds) for s in report.steps],
+        metrics={"seconds": round(float(metrics["seconds"]), 1)},
+        notes=list(report.notes),
+    )
+    with connect(settings) as wh:
+        with wh.transaction():
+            enqueue_summary(wh, summary, charts=report.charts, secrets=settings.secrets())
+        delivery = deliver(wh, settings)
+    log.write("notifications", **delivery.to_dict())
+    return [delivery.note] if delivery.note else ([delivery.summary()] if delivery.error else [])
