@@ -1,4 +1,4 @@
-"""Configuration, loaded once from the environment (prefix TRADEBASE_, plus DATABASE_URL) and CLI flags.
+"""Configuration, loaded once from the environment (prefix TRADEBASE_, plus DATABASE_URL and DISCORD_WEBHOOK_URL) and CLI flags.
 
 Nothing else in the package reads environment variables; commands receive a `Settings` and pass it down.
 """
@@ -35,7 +35,7 @@ def find_project_dir(start: Path | None = None) -> Path:
 
 
 class Settings(BaseSettings):
-    """Every knob of the engine. Environment: TRADEBASE_<FIELD>; the warehouse URL: DATABASE_URL."""
+    """Every knob of the engine. Environment: TRADEBASE_<FIELD>; the warehouse URL: DATABASE_URL; the Discord webhook: DISCORD_WEBHOOK_URL."""
 
     model_config = SettingsConfigDict(
         env_prefix="TRADEBASE_", extra="ignore", populate_by_name=True
