@@ -1,7 +1,7 @@
 """The Python API of DEPLOY for a trading system or a notebook: one object, the CLI's verbs.
 
     from runner.deploy.engine import Engine
-    engine = Engine(Settings())            # or Engine.from_env()
+    engine = Engine("postgresql://…")      # or Engine("tradebase.duckdb"), Engine(Settings())
     engine.route("trend_spx", "trend_spx:SPX:2024-05-02T14:30:00")  # who trades this signal
     engine.deploy(component="trend_spx")   # one step of the rollout
     engine.rollback(deployment_id="dep_…", reason="desk asked")
@@ -17,6 +17,8 @@ import asyncio
 from datetime import datetime
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from runner.config import Settings
 from runner.deploy import routing, state
 from runner.deploy.rollout import RollbackResult, StepResult, deploy, rollback
@@ -26,8 +28,17 @@ from runner.warehouse.migrations import migrate
 
 
 class Engine:
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    """`connection` is Settings, a PostgreSQL URL (`postgresql://…`) or a DuckDB file path."""
+
+    def __init__(self, connection: Settings | str | Path) -> None:
+        if isinstance(connection, Settings):
+            self.settings = connection
+        elif isinstance(connection, str) and connection.startswith(
+            ("postgresql://", "postgres://")
+        ):
+            self.settings = Settings(database_url=SecretStr(connection))
+        else:
+            self.settings = Settings(database_url=None, duckdb_path=Path(connection))
 
     @classmethod
     def from_env(cls) -> Engine:

@@ -3,6 +3,8 @@ ratio mismatch pauses, the confidence sequence moves stages, too little evidence
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -215,3 +217,14 @@ def test_a_low_win_rate_with_few_trades_is_not_a_guardrail_breach() -> None:
         previous_p=None,
     )
     assert "win rate" not in verdict.reason
+
+
+def test_the_engine_connects_from_settings_a_postgres_url_or_a_duckdb_path(tmp_path: Path) -> None:
+    from runner.config import Settings
+    from runner.deploy.engine import Engine
+
+    assert Engine("postgresql://user:secret@db.example:5432/prod").settings.dialect == "postgres"
+    local = Engine(tmp_path / "desk.duckdb").settings
+    assert local.dialect == "duckdb" and local.duckdb_file == (tmp_path / "desk.duckdb").resolve()
+    settings = Settings(database_url=None, duckdb_path=tmp_path / "x.duckdb")
+    assert Engine(settings).settings is settings
