@@ -7,7 +7,7 @@ The metrics and rules themselves are SQL (models/marts); this module only orches
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from runner.audit import AuditTrail, StoredEvent
@@ -47,6 +47,9 @@ class AnalysisResult:
     notes: list[str] = field(default_factory=list)
 
 
+LONGEST_WINDOW_DAYS = 30  # the marts' longest trailing window (dbt var windows)
+
+
 def build_analytics(settings: Settings, as_of: date | None = None) -> list[NodeResult]:
     """Migrate, then `dbt build` every model and test (seeds included) for the given as-of date."""
     with connect(settings) as wh:
@@ -81,6 +84,7 @@ def analyze(
         performance = latest_performance(wh, component)
         trail = AuditTrail(wh, secrets=settings.secrets())
         found = identify(wh, trail, models_built=models_built(nodes))
+        stale = stale_components(wh, as_of or datetime.now(UTC).date(), component)
     return AnalysisResult(
         as_of=as_of,
         nodes=nodes,
@@ -89,8 +93,29 @@ def analyze(
         alerts=for_component(found.alerts, component),
         recommendations=for_component(found.recommendations, component),
         events=found.events,
-        notes=found.notes,
+        notes=[*found.notes, *stale],
     )
+
+
+def stale_components(wh: Warehouse, as_of: date, component: str | None = None) -> list[str]:
+    """A sentence per component whose last trade is older than the longest window: its metrics
+    are empty because of the as-of date, not because nothing happened."""
+    sql = "select component_id, max(exit_ts) from raw_trades"
+    params: dict[str, Any] = {}
+    if component:
+        sql += " where component_id = %(c)s"
+        params["c"] = component
+    rows = wh.fetchall(sql + " group by component_id order by component_id", params)
+    horizon = as_of - timedelta(days=LONGEST_WINDOW_DAYS)
+    notes = []
+    for component_id, last in rows:
+        if last is not None and last.date() < horizon:
+            notes.append(
+                f"{component_id}'s last trade closed on {last:%Y-%m-%d}, before the "
+                f"{LONGEST_WINDOW_DAYS}-day window ending {as_of:%Y-%m-%d}: analyze up to it with "
+                f"--as-of {last:%Y-%m-%d}."
+            )
+    return notes
 
 
 def models_built(nodes: list[NodeResult]) -> int:
