@@ -1,6 +1,7 @@
 """Strategies: the Bars container, the Strategy protocol, the built-ins and parameter handling.
 
-Built-ins: sma_cross (SmaCross), donchian_breakout (DonchianBreakout) and ml_signal (MlSignal). A user strategy is any
+Built-ins: sma_cross (SmaCross), donchian_breakout (DonchianBreakout), ml_signal (MlSignal) and
+ts_momentum (TimeSeriesMomentum). A user strategy is any
 class satisfying Strategy, loaded by its import path `package.module:Class`.
 """
 
@@ -18,6 +19,7 @@ from runner.strategies.base import (
 )
 from runner.strategies.donchian import DonchianBreakout
 from runner.strategies.ml_signal import MlSignal
+from runner.strategies.momentum import TimeSeriesMomentum
 from runner.strategies.sma_cross import SmaCross
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "SmaCross",
     "Strategy",
     "StrategyError",
+    "TimeSeriesMomentum",
     "load_strategy",
     "resolve_params",
 ]

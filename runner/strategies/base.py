@@ -30,6 +30,7 @@ BUILTINS: Mapping[str, str] = {
     "sma_cross": "runner.strategies.sma_cross:SmaCross",
     "donchian_breakout": "runner.strategies.donchian:DonchianBreakout",
     "ml_signal": "runner.strategies.ml_signal:MlSignal",
+    "ts_momentum": "runner.strategies.momentum:TimeSeriesMomentum",
 }
 
 _TIME_COLUMNS = ("ts", "time", "timestamp", "datetime", "date")

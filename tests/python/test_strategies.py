@@ -30,6 +30,7 @@ from runner.strategies import (
     resolve_params,
 )
 from runner.strategies.ml_signal import MlSignal
+from runner.strategies.momentum import TimeSeriesMomentum
 
 HERE = "tests.python.test_strategies"
 
@@ -169,11 +170,12 @@ def test_bars_slice_like_a_python_slice() -> None:
 
 
 def test_builtins_load_by_short_name_and_satisfy_the_protocol() -> None:
-    assert set(BUILTINS) == {"sma_cross", "donchian_breakout", "ml_signal"}
+    assert set(BUILTINS) == {"sma_cross", "donchian_breakout", "ml_signal", "ts_momentum"}
     for name, cls in (
         ("sma_cross", SmaCross),
         ("donchian_breakout", DonchianBreakout),
         ("ml_signal", MlSignal),
+        ("ts_momentum", TimeSeriesMomentum),
     ):
         strategy = load_strategy(name)
         assert isinstance(strategy, cls) and isinstance(strategy, Strategy)
@@ -379,3 +381,21 @@ def test_signals_up_to_t_do_not_change_when_later_bars_are_removed(
         for t in (*cuts.tolist(), 1, 60, len(bars) - 1):
             head = strategy.signals(bars.slice(0, t + 1), resolved)
             assert np.array_equal(head, full[: t + 1], equal_nan=True), (name, t)
+
+
+def test_ts_momentum_follows_or_fades_the_move_and_holds_on_small_ones() -> None:
+    strategy = load_strategy("ts_momentum")
+    close = np.array([100.0, 101.0, 100.5, 100.5, 103.0, 102.9])
+    time = np.datetime64("2024-01-01T00", "ns") + np.arange(6) * np.timedelta64(1, "h")
+    bars = Bars("X", time, close, close, close, close, np.ones(6))
+    follow = strategy.signals(bars, resolve_params(strategy, {"lookback": 1}))
+    np.testing.assert_array_equal(follow, [np.nan, 1, -1, np.nan, 1, -1])
+    fade = strategy.signals(bars, resolve_params(strategy, {"lookback": 1, "direction": -1}))
+    np.testing.assert_array_equal(fade, [np.nan, -1, 1, np.nan, -1, 1])
+    # Moves under 0.6% keep the position: only +1% and +2.5% decide.
+    held = strategy.signals(bars, resolve_params(strategy, {"lookback": 1, "threshold": 0.006}))
+    np.testing.assert_array_equal(held, [np.nan, 1, np.nan, np.nan, 1, np.nan])
+    two = strategy.signals(bars, resolve_params(strategy, {"lookback": 2}))
+    np.testing.assert_array_equal(two, [np.nan, np.nan, 1, -1, 1, 1])
+    with pytest.raises(StrategyError, match="direction must be"):
+        resolve_params(strategy, {"direction": 0})
