@@ -151,6 +151,11 @@ class Settings(BaseSettings):
         ge=1,
         description="A lease outlives its task's timeout by this much before another runner may take it over.",
     )
+    schedule_recommendation_retry_hours: float = Field(
+        default=24.0,
+        ge=0,
+        description="An open recommendation whose task ran gets a new one after this long.",
+    )
     schedule_max_failures: int = Field(
         default=5, ge=1, description="Consecutive failures that disable a task (circuit breaker)."
     )

@@ -534,7 +534,8 @@ def add_recommendation_tasks(
     settings: Settings, *, dry_run: bool = False, run_id: str | None = None
 ) -> list[str]:
     """A one-off task (due now, the recommendation's priority) for each open recommendation of a
-    task type that has none yet, whatever that task's state; returns the new task ids. The
+    task type that has none waiting, and whose last task ran more than
+    `schedule_recommendation_retry_hours` ago (or never); returns the new task ids. The
     choice of recommendations is OPTIMIZE's (runner.optimize.targets.choose_targets)."""
     from runner.identify import latest_recommendations
     from runner.optimize.targets import choose_targets
@@ -548,24 +549,32 @@ def add_recommendation_tasks(
         priority = {r.recommendation_id: r.priority for r in latest_recommendations(wh)}
         ids = sorted({str(t.recommendation_id) for t in targets})
         params = {f"r{i}": r for i, r in enumerate(ids)}
-        queued = {
-            str(row[0])
+        # Per recommendation: how many tasks it had, how many have not run yet, the last run.
+        history = {
+            str(row[0]): (int(row[1]), int(row[2]), row[3])
             for row in wh.fetchall(
-                "select recommendation_id from optimization_queue where recommendation_id in"
-                f" ({', '.join(f'%(r{i})s' for i in range(len(ids)))})",
+                "select recommendation_id, count(*),"
+                " sum(case when last_run_at is null then 1 else 0 end), max(last_run_at)"
+                " from optimization_queue where recommendation_id in"
+                f" ({', '.join(f'%(r{i})s' for i in range(len(ids)))})"
+                " group by recommendation_id",
                 params,
             )
         }
         now = db_now(wh)
+        retry = timedelta(hours=settings.schedule_recommendation_retry_hours)
         tasks: list[OptimizationTask] = []
         events: list[Event] = []
         for target in targets:
             rec_id = str(target.recommendation_id)
-            if rec_id in queued:
+            count, waiting, last_run = history.get(rec_id, (0, 0, None))
+            # A recommendation still open after its task ran (rejected: too little evidence yet)
+            # is looked at again once the retry interval has passed: the data has grown since.
+            if waiting or (count and (last_run is None or utc(last_run) > now - retry)):
                 continue
-            queued.add(rec_id)
+            history[rec_id] = (count + 1, 1, None)
             task = OptimizationTask(
-                task_id=f"{RECOMMENDATION_PREFIX}{rec_id}",
+                task_id=f"{RECOMMENDATION_PREFIX}{rec_id}" + (f"_{count + 1}" if count else ""),
                 task_type=target.task_type,
                 component_id=target.component_id,
                 frequency=ONCE,

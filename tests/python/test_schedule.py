@@ -521,7 +521,7 @@ def test_a_task_over_its_timeout_is_stopped_and_counts_as_a_failure(
     assert failed.metrics["timed_out"] is True and failed.metrics["timeout_seconds"] == 1
 
 
-def test_recommendations_become_one_off_tasks_once(
+def test_recommendations_become_one_off_tasks_retried_only_after_an_interval(
     queue_settings: Settings, fake_tasks: Path
 ) -> None:
     settings = queue_settings
@@ -541,10 +541,15 @@ def test_recommendations_become_one_off_tasks_once(
     for task_id in added:
         task = _row(settings, task_id)
         assert (task.enabled, task.status) == (False, "succeeded")
-    assert add_recommendation_tasks(settings) == []  # ran once; never again for that id
+    assert add_recommendation_tasks(settings) == []  # ran; not again within the retry interval
     events = _events(settings, "task_added")
     assert [e.recommendation_id for e in events] == ["rec_risk", "rec_tune"]
     assert run_due(settings).runs == []
+    # Still open once the interval has passed: the data has grown, it is looked at again.
+    again = settings.model_copy(update={"schedule_recommendation_retry_hours": 0.0})
+    assert add_recommendation_tasks(again) == ["rec_rec_risk_2", "rec_rec_tune_2"]
+    assert add_recommendation_tasks(again) == []  # one waiting task per recommendation
+    assert [r.task_id for r in run_due(again).runs] == ["rec_rec_risk_2", "rec_rec_tune_2"]
 
 
 def test_a_dry_run_decides_and_writes_nothing(queue_settings: Settings, fake_tasks: Path) -> None:
