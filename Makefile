@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export DO_NOT_TRACK := 1
 
-.PHONY: install install-dev install-bench demo test lint typecheck sqllint structure workflows pytest clean
+.PHONY: install install-dev install-bench demo test lint typecheck sqllint structure workflows browser pytest clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,7 +51,13 @@ workflows: install-dev
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	$(BIN)/zizmor --offline .github/workflows
 
-pytest: install-dev
+# The report's browser test opens the HTML in Debian's chromium (Playwright drives it; no browser
+# download). Installed once (CI runs as root on Debian); a no-op when it is already there.
+browser:
+	@command -v chromium >/dev/null || (apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium)
+
+pytest: install-dev browser
 	$(BIN)/pytest -n 2
 
 test: lint typecheck sqllint structure workflows pytest

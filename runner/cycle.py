@@ -287,9 +287,29 @@ def run_cycle(
             on_step(outcome)
     finished = datetime.now(UTC)
     report = CycleReport(cycle_id, started, finished, dry_run, outcomes, log.path)
+    if not dry_run:
+        report.charts.extend(_charts(settings, report, log))
     _finish(settings, report, log)
     log.close()
     return report
+
+
+def _charts(settings: Settings, report: CycleReport, log: CycleLog) -> list[str]:
+    """The report's key charts for the Discord summary. A report that cannot be drawn is a note
+    in the log, never a failed cycle: the decisions are already recorded."""
+    from runner.report import build_report, default_out_dir, key_charts
+
+    try:
+        result = build_report(settings, out_dir=default_out_dir(settings))
+    except Exception as exc:  # the report is a view; the cycle's work is done
+        error = redact(f"{type(exc).__name__}: {exc}", settings.secrets())
+        report.notes.append(f"The report could not be built: {error}")
+        log.write("report_failed", error=error)
+        return []
+    log.write(
+        "report", html=str(result.html_path), charts=[str(p) for p in result.chart_paths.values()]
+    )
+    return [str(path) for path in key_charts(result)]
 
 
 def _record_step(

@@ -16,6 +16,7 @@ from runner.cli.deploy import deploy_command, rollback_command, route_command
 from runner.cli.ingest import ingest
 from runner.cli.notify import notify_app
 from runner.cli.optimize import optimize_command
+from runner.cli.report import report_command
 from runner.cli.schedule import schedule_app
 from runner.cli.score import score_command
 from runner.cli.simulate import simulate_command
@@ -41,6 +42,7 @@ for command in (
     cycle_command,
     status,
     trace_command,
+    report_command,
     demo,
 ):
     app.command(command.__name__.removesuffix("_command"))(command)

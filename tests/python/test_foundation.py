@@ -122,6 +122,7 @@ COMMANDS = (
     "notify",
     "status",
     "trace",
+    "report",
     "demo",
 )
 
