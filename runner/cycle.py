@@ -398,5 +398,22 @@ def _notify(
         with wh.transaction():
             enqueue_summary(wh, summary, charts=report.charts, secrets=settings.secrets())
         delivery = deliver(wh, settings)
+        if delivery.error is not None or delivery.failed:
+            # In the audit trail too; not announced on Discord (that is what failed).
+            with wh.transaction():
+                AuditTrail(wh, run_id=report.cycle_id, secrets=settings.secrets()).record(
+                    [
+                        Event(
+                            "notification_failed",
+                            f"Notifications of cycle {report.cycle_id}: {delivery.summary()}",
+                            {
+                                "sent": delivery.sent,
+                                "failed": delivery.failed,
+                                "pending": delivery.pending,
+                                "retries": delivery.retries,
+                            },
+                        )
+                    ]
+                )
     log.write("notifications", **delivery.to_dict())
     return [delivery.note] if delivery.note else ([delivery.summary()] if delivery.error else [])

@@ -191,3 +191,28 @@ def test_steps_are_checked_and_kept_in_the_loops_order() -> None:
     assert parse_steps(None) == ("analyze", "identify", "optimize", "deploy")
     with pytest.raises(ConfigError, match="Unknown step"):
         parse_steps("analyse")
+
+
+def test_discord_down_is_recorded_and_the_messages_wait_for_the_next_run(world: Settings) -> None:
+    discord = FakeDiscord().start()
+    url = discord.url
+    discord.stop()  # nothing listens on that port any more
+    settings = world.model_copy(
+        update={
+            "discord_webhook_url": SecretStr(url),
+            "notify_timeout_seconds": 0.5,
+            "notify_budget_seconds": 2.0,
+            "notify_backoff_seconds": 0.05,
+        }
+    )
+    report = run_cycle(settings, steps=("deploy",))
+    assert not report.engine_failed  # Discord being down is not the engine failing
+    with connect(world) as wh:
+        kinds = [r[0] for r in wh.fetchall("select event_type from improvement_events")]
+        waiting = wh.fetchone("select count(*) from notification_outbox where status = 'pending'")
+        text = " ".join(
+            str(r[0]) for r in wh.fetchall("select trigger_reason from improvement_events")
+        )
+    assert kinds.count("notification_failed") == 1
+    assert waiting is not None and waiting[0] >= 2  # the test start and the summary, at least
+    assert discord.token not in text and discord.token not in report.log_path.read_text()
