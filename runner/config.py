@@ -6,7 +6,6 @@ Nothing else in the package reads environment variables; commands receive a `Set
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
@@ -206,7 +205,9 @@ class Settings(BaseSettings):
             return self.schema_name
         return "public" if self.dialect == "postgres" else "main"
 
-    @cached_property
+    # Plain properties, not cached: model_copy(update=...) copies a cached value along, so a copy
+    # with another project_dir or DATABASE_URL would keep the old one.
+    @property
     def project(self) -> Path:
         return (self.project_dir or find_project_dir()).resolve()
 
@@ -235,7 +236,7 @@ class Settings(BaseSettings):
     def duckdb_file(self) -> Path:
         return self.duckdb_path.expanduser().resolve()
 
-    @cached_property
+    @property
     def postgres(self) -> PostgresParams:
         if self.database_url is None:
             raise ConfigError("DATABASE_URL is not set; the warehouse is DuckDB.")

@@ -18,6 +18,26 @@ from runner.cli.render import (
     section,
 )
 from runner.demo import DEFAULT_DEMO_DB, run_demo
+from runner.demo_loop import COMPONENTS, HOURS_PER_RUN, LoopDemo, Run, run_loop_demo
+
+DEFAULT_WORKSPACE = Path("tradebase-demo")
+_MARK = {
+    "alert_raised": "[red]alert[/]",
+    "recommendation_created": "[yellow]recommendation[/]",
+    "optimization_completed": "[green]candidate[/]",
+    "optimization_rejected": "[dim]search rejected[/]",
+    "deployment_staged": "staged",
+    "smoke_tests_passed": "[green]smoke tests passed[/]",
+    "smoke_tests_failed": "[red]smoke tests failed[/]",
+    "ab_test_started": "[cyan]A/B test 10%[/]",
+    "ab_stage_advanced": "[cyan]A/B test 50%[/]",
+    "ab_stage_extended": "[yellow]A/B stage extended[/]",
+    "ab_test_promoted": "[bold green]PROMOTED[/]",
+    "ab_test_rolled_back": "[bold red]ROLLED BACK[/]",
+    "ab_test_inconclusive": "[yellow]inconclusive[/]",
+}
+# Alerts and rejected searches repeat every full cycle: the timeline shows the first of each.
+_ONCE = ("alert_raised", "recommendation_created", "optimization_rejected")
 
 
 def _verdict(row: dict[str, Any]) -> str:
@@ -34,14 +54,28 @@ def _verdict(row: dict[str, Any]) -> str:
 
 def demo(
     ctx: typer.Context,
+    workspace: Annotated[
+        Path,
+        typer.Option("--workspace", help="Folder (re)created for the --loop demo."),
+    ] = DEFAULT_WORKSPACE,
+    loop: Annotated[
+        bool,
+        typer.Option(
+            "--loop",
+            help="The whole loop on simulated market hours (in progress: about 3 minutes).",
+        ),
+    ] = False,
     database: Annotated[
         Path, typer.Option("--database", help="DuckDB file to (re)create for the demo.")
     ] = DEFAULT_DEMO_DB,
 ) -> None:
     """Run the engine on bundled sample data (fresh DuckDB).
 
-    Example: [bold]runner demo[/bold]  (then: runner --duckdb-path tradebase-demo.duckdb analyze --as-of 2018-12-31)
+    Example: [bold]runner demo[/bold]  (or [bold]runner demo --loop[/bold]: the whole loop on simulated hours)
     """
+    if loop:
+        _loop(settings_of(ctx), workspace)
+        return
     with console.status(
         "Ingesting sample data, building the analytics (dbt build), optimizing what they flag…"
     ):
@@ -84,4 +118,61 @@ def demo(
         f"  runner --duckdb-path {database} analyze --as-of {result.as_of}\n"
         f"  runner --duckdb-path {database} status\n"
         f"or any SQL client: select * from mart_recommendations;"
+    )
+
+
+def _loop(settings: Any, workspace: Path) -> None:
+    console.rule("The improvement loop, on simulated hours")
+    console.print(
+        "Market: 5,000 real EURUSD hours (2017-04 → 2018-02, backtesting.py's sample), then "
+        "generated hours: 10 days of momentum, then a reversal regime. A second market "
+        "(GBPUSD-like: EURUSD's real hours reshuffled by day) reverses too, then swings back to "
+        "momentum just after the engine starts. Components: "
+        + ", ".join(f"{c} ({s})" for c, s, _ in COMPONENTS)
+        + f", both following the last hour's move. Each engine run sees {HOURS_PER_RUN} new "
+        "hours through the paper-trading simulator; every 4th run is a full cycle "
+        "(analyze → identify → optimize → deploy), the others run deploy alone.",
+        highlight=False,
+    )
+    seen: set[tuple[str, str | None]] = set()
+
+    def told(run: Run) -> None:
+        steps = "full cycle" if len(run.cycle.steps) > 1 else "deploy"
+        console.print(
+            f"[bold]run {run.number:>2}[/]  data to {run.data_until:%Y-%m-%d %H:%M}  ({steps})"
+        )
+        for event in run.events:
+            key = (event.event_type, event.component_id)
+            if event.event_type in _ONCE and key in seen:
+                continue
+            seen.add(key)
+            console.print(
+                f"        {_MARK.get(event.event_type, event.event_type)} "
+                f"[bold]{escape(event.component_id or '')}[/]: {escape(event.trigger_reason)}",
+                highlight=False,
+            )
+        for step in run.cycle.steps:
+            if step.status == "failed":
+                console.print(f"        [red]{step.name} failed:[/] {escape(step.summary)}")
+
+    with console.status("Running the engine…"):
+        result = run_loop_demo(settings, workspace, on_run=told)
+    _ending(result)
+
+
+def _ending(result: LoopDemo) -> None:
+    console.rule("What happened")
+    for kind, words in (
+        ("ab_test_promoted", "promoted after its A/B test"),
+        ("ab_test_rolled_back", "rolled back by its A/B test"),
+        ("ab_test_inconclusive", "kept the incumbent: its A/B test was inconclusive"),
+    ):
+        for event in result.events(kind):
+            console.print(f"[bold]{escape(event.component_id or '')}[/]: {words}.")
+    console.print(
+        f"{len(result.runs)} engine runs in {result.seconds:.0f} s. Warehouse: {result.database}\n"
+        f"Report: {result.report_html}\n"
+        f"Explore: runner --duckdb-path {result.database} status | trace fx_trend",
+        highlight=False,
+        soft_wrap=True,
     )
