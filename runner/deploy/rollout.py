@@ -19,8 +19,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -38,7 +38,7 @@ from runner.optimize.probabilities import needs_probability
 from runner.optimize.versions import Component, StrategyVersion
 from runner.strategies import load_strategy
 from runner.thresholds import threshold
-from runner.warehouse import Warehouse, connect
+from runner.warehouse import Warehouse, connect, session_lock
 from runner.warehouse.migrations import migrate
 
 PRIMARY_METRIC = "net_return_per_trade"
@@ -70,21 +70,9 @@ class RollbackResult:
 
 
 # -- locking ------------------------------------------------------------------------------------
-@contextmanager
-def component_lease(wh: Warehouse, component_id: str) -> Iterator[bool]:
-    """Hold the component for this runner (PostgreSQL session advisory lock; yields False when
-    another runner holds it). DuckDB lets one process write the file, so it always yields True."""
-    if wh.dialect != "postgres":
-        yield True
-        return
-    key = {"k": f"tb:deploy:{wh.schema}:{component_id}"}
-    row = wh.fetchone("select pg_try_advisory_lock(hashtext(%(k)s))", key)
-    held = bool(row and row[0])
-    try:
-        yield held
-    finally:
-        if held:
-            wh.execute("select pg_advisory_unlock(hashtext(%(k)s))", key)
+def component_lease(wh: Warehouse, component_id: str) -> AbstractContextManager[bool]:
+    """Hold the component for this runner (False when another runner holds it)."""
+    return session_lock(wh, f"tb:deploy:{wh.schema}:{component_id}")
 
 
 def _data_now(wh: Warehouse, component: Component, fallback: datetime) -> datetime:
@@ -866,16 +854,7 @@ class Rollout:
                 if test is not None and test.status == "running":
                     self._roll_back(cid, test, why, now)
                 else:
-                    state.update_deployment(
-                        self.wh,
-                        deployment_id,
-                        now,
-                        status="rolled_back",
-                        traffic_share=0.0,
-                        ended_at=now,
-                        reason=why,
-                    )
-                    versions.set_status(self.wh, cid, deployment.version, "rolled_back", why[:500])
+                    self._mark_rolled_back(deployment, why, now)
                     self._retire_model(cid, deployment.version)
                 restored = deployment.previous_version
                 self._events(
@@ -909,16 +888,7 @@ class Rollout:
                 and deployment.previous_version is not None
             ):
                 restored = deployment.previous_version
-                state.update_deployment(
-                    self.wh,
-                    deployment_id,
-                    now,
-                    status="rolled_back",
-                    traffic_share=0.0,
-                    ended_at=now,
-                    reason=why,
-                )
-                versions.set_status(self.wh, cid, deployment.version, "rolled_back", why[:500])
+                self._mark_rolled_back(deployment, why, now)
                 versions.set_status(self.wh, cid, restored, "production", f"restored: {why}"[:500])
                 self._model_statuses(cid, restored, deployment.version)
                 state.insert_deployment(
@@ -968,6 +938,21 @@ class Rollout:
             cid,
             False,
             f"Deployment {deployment_id} is {deployment.status}: nothing to roll back.",
+        )
+
+    def _mark_rolled_back(self, deployment: state.Deployment, why: str, now: datetime) -> None:
+        """The deployment ends rolled back, with no traffic, and so does its version."""
+        state.update_deployment(
+            self.wh,
+            deployment.deployment_id,
+            now,
+            status="rolled_back",
+            traffic_share=0.0,
+            ended_at=now,
+            reason=why,
+        )
+        versions.set_status(
+            self.wh, deployment.component_id, deployment.version, "rolled_back", why[:500]
         )
 
     def _events(self, events: Sequence[Event], now: datetime) -> None:

@@ -14,7 +14,7 @@ import mimetypes
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -229,20 +229,11 @@ def _url_problem(url: str) -> str | None:
     return None
 
 
-@contextmanager
-def _exclusive(wh: Warehouse) -> Iterator[bool]:
-    """One delivery run at a time per schema (PostgreSQL; a DuckDB file has one process)."""
-    if wh.dialect != "postgres":
-        yield True
-        return
-    key = {"k": f"tb:notify:{wh.schema}"}
-    row = wh.fetchone("select pg_try_advisory_lock(hashtext(%(k)s))", key)
-    held = bool(row and row[0])
-    try:
-        yield held
-    finally:
-        if held:
-            wh.execute("select pg_advisory_unlock(hashtext(%(k)s))", key)
+def _exclusive(wh: Warehouse) -> AbstractContextManager[bool]:
+    """One delivery run at a time per schema."""
+    from runner.warehouse import session_lock
+
+    return session_lock(wh, f"tb:notify:{wh.schema}")
 
 
 # -- delivery ----------------------------------------------------------------------------------

@@ -231,3 +231,21 @@ def _pid_of(message: str) -> str:
 def sql_list(values: Sequence[str]) -> str:
     """Render trusted identifiers (never user data) as a quoted SQL identifier list."""
     return ", ".join(f'"{v}"' for v in values)
+
+
+@contextmanager
+def session_lock(wh: Warehouse, key: str) -> Iterator[bool]:
+    """Hold a named lock for this connection's session (PostgreSQL advisory lock; yields False
+    when another session holds it, without waiting). DuckDB lets one process write the file, so
+    there it always yields True."""
+    if wh.dialect != "postgres":
+        yield True
+        return
+    params = {"k": key}
+    row = wh.fetchone("select pg_try_advisory_lock(hashtext(%(k)s))", params)
+    held = bool(row and row[0])
+    try:
+        yield held
+    finally:
+        if held:
+            wh.execute("select pg_advisory_unlock(hashtext(%(k)s))", params)
