@@ -75,6 +75,10 @@ class Settings(BaseSettings):
 
     # -- OPTIMIZE: walk-forward search and the gates that refuse overfitting -------------------
     optimize_trials: int = Field(default=100, ge=2, description="Trials per study.")
+    optimize_seed: int | None = Field(
+        default=None,
+        description="Seed of the sampler for searches the queue starts (unset: a fresh one each time).",
+    )
     optimize_lookback_days: int = Field(
         default=1826, ge=30, description="Calendar days of bars a study sees (search + holdout)."
     )
@@ -87,12 +91,20 @@ class Settings(BaseSettings):
         lt=0.5,
         description="Share of the bars kept for the final untouched block.",
     )
-    optimize_objective: Literal["sharpe", "sortino", "calmar", "expectancy"] = "sharpe"
+    optimize_objective: Literal["sharpe", "sortino", "calmar", "expectancy"] = Field(
+        default="sharpe", description="What a trial maximises on the walk-forward folds."
+    )
     optimize_fees_bps: float = Field(default=1.0, ge=0, description="Fees per fill, basis points.")
     optimize_slippage_bps: float = Field(default=1.0, ge=0, description="Slippage per fill, bps.")
-    optimize_dsr_min: float = Field(default=0.95, gt=0, lt=1)
-    optimize_pbo_max: float = Field(default=0.3, gt=0, lt=1)
-    optimize_pbo_blocks: int = Field(default=16, ge=2, multiple_of=2)
+    optimize_dsr_min: float = Field(
+        default=0.95, gt=0, lt=1, description="Deflated Sharpe ratio a candidate needs."
+    )
+    optimize_pbo_max: float = Field(
+        default=0.3, gt=0, lt=1, description="Highest probability of backtest overfitting allowed."
+    )
+    optimize_pbo_blocks: int = Field(
+        default=16, ge=2, multiple_of=2, description="CSCV blocks of the PBO estimate (even)."
+    )
     optimize_pbo_min_correlation: float = Field(
         default=0.6, gt=0, lt=1, description="Trials correlated above this are one strategy in PBO."
     )
@@ -104,16 +116,30 @@ class Settings(BaseSettings):
         description="Optuna storage URL; default: SQLite beside the DuckDB file, or the PostgreSQL warehouse.",
     )
     # -- risk adjustment: hard bounds it can never cross, and what it must achieve ----------
-    risk_vol_target_max: float = Field(default=0.4, ge=0, le=1, description="Annualised.")
-    risk_max_position_min: float = Field(default=0.05, gt=0, le=1)
-    risk_max_position_max: float = Field(default=1.0, gt=0, le=1)
-    risk_kelly_cap_min: float = Field(default=0.05, gt=0, le=1)
-    risk_kelly_cap_max: float = Field(default=1.0, gt=0, le=1)
-    risk_daily_loss_limit_max: float = Field(default=0.05, ge=0, lt=1)
+    risk_vol_target_max: float = Field(
+        default=0.4, ge=0, le=1, description="Highest volatility target (annualised)."
+    )
+    risk_max_position_min: float = Field(
+        default=0.05, gt=0, le=1, description="Smallest maximum position (fraction of capital)."
+    )
+    risk_max_position_max: float = Field(
+        default=1.0, gt=0, le=1, description="Largest maximum position (fraction of capital)."
+    )
+    risk_kelly_cap_min: float = Field(
+        default=0.05, gt=0, le=1, description="Smallest cap on the fractional Kelly size."
+    )
+    risk_kelly_cap_max: float = Field(
+        default=1.0, gt=0, le=1, description="Largest cap on the fractional Kelly size."
+    )
+    risk_daily_loss_limit_max: float = Field(
+        default=0.05, ge=0, lt=1, description="Loosest daily loss limit (fraction of equity)."
+    )
     risk_confidence: float = Field(
         default=0.95, gt=0.5, lt=1, description="Confidence that drawdown stays under the warning."
     )
-    risk_bootstrap_samples: int = Field(default=2000, ge=100)
+    risk_bootstrap_samples: int = Field(
+        default=2000, ge=100, description="Bootstrap paths of the one-year drawdown."
+    )
     # -- DEPLOY: the A/B design fixed when a test starts (runner/deploy, docs/deploy.md) ------
     deploy_alpha: float = Field(
         default=0.05, gt=0, lt=0.5, description="Level of the always-valid confidence sequence."
@@ -133,10 +159,16 @@ class Settings(BaseSettings):
     deploy_stage_days: float = Field(
         default=30.0, gt=0, description="Time box of a stage in days of data; extended once."
     )
-    deploy_srm_alpha: float = Field(default=0.001, gt=0, lt=0.5)
+    deploy_srm_alpha: float = Field(
+        default=0.001, gt=0, lt=0.5, description="p below which a sample ratio mismatch pauses."
+    )
     deploy_smoke_days: int = Field(default=180, ge=10, description="Recent days smoke-tested.")
-    optimize_heartbeat_seconds: int = Field(default=5, ge=1)
-    optimize_grace_seconds: int = Field(default=15, ge=2)
+    optimize_heartbeat_seconds: int = Field(
+        default=5, ge=1, description="How often a study's workers say they are alive."
+    )
+    optimize_grace_seconds: int = Field(
+        default=15, ge=2, description="Silence after which a worker's running trial is failed."
+    )
     # -- SCHEDULE: the optimization queue (runner/schedule, docs/scheduling.md) ---------------
     schedule_tasks_file: Path | None = Field(
         default=None,

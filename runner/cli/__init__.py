@@ -12,7 +12,12 @@ from runner.cli.app import app, err_console, init
 from runner.cli.backtest import backtest_command
 from runner.cli.cycle import cycle_command
 from runner.cli.demo import demo
-from runner.cli.deploy import deploy_command, rollback_command, route_command
+from runner.cli.deploy import (
+    allocation_command,
+    deploy_command,
+    rollback_command,
+    route_command,
+)
 from runner.cli.ingest import ingest
 from runner.cli.notify import notify_app
 from runner.cli.optimize import optimize_command
@@ -38,6 +43,7 @@ for command in (
     deploy_command,
     rollback_command,
     route_command,
+    allocation_command,
     simulate_command,
     cycle_command,
     status,

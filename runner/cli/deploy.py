@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from runner.cli.app import console, settings_of
-from runner.cli.render import to_json
+from runner.cli.render import allocation_table, to_json
 from runner.deploy.engine import Engine
 from runner.deploy.rollout import StepResult
 
@@ -42,7 +42,7 @@ def deploy_command(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ) -> None:
-    """Move each rollout one step: stage, smoke-test, ramp or roll back.
+    """One step of each rollout: stage, smoke-test, ramp or roll back.
 
     Stage and smoke-test the newest candidate, or evaluate the running A/B test. Run it again (the hourly cycle does) to advance 10% → 50% → 100%, roll back or end a test.
 
@@ -124,3 +124,26 @@ def route_command(
         + ")",
         highlight=False,
     )
+
+
+def allocation_command(
+    ctx: typer.Context,
+    component: Annotated[
+        str | None, typer.Option("--component", "-c", help="This component only.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the allocation as JSON.")] = False,
+) -> None:
+    """What to trade: each component's versions, shares and parameters.
+
+    Example: [bold]runner allocation --json > allocation.json[/bold]
+    """
+    rows = [asdict(r) for r in Engine(settings_of(ctx)).allocation(component)]
+    if as_json:
+        typer.echo(to_json({"allocation": rows}))
+        return
+    if not rows:
+        console.print(
+            "No deployment yet: `runner deploy` puts each component's version 1 in production."
+        )
+        return
+    console.print(allocation_table(rows))

@@ -19,7 +19,7 @@ from runner.redact import redact
 
 notify_app = typer.Typer(
     name="notify",
-    help="Discord notifications: send a test message, deliver the backlog.\n\n"
+    help="Discord: send a test message, deliver the waiting messages.\n\n"
     "Example: [bold]runner notify test[/bold]  (with DISCORD_WEBHOOK_URL set)",
     no_args_is_help=True,
     rich_markup_mode="rich",

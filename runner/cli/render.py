@@ -199,7 +199,7 @@ def ab_tests_table(tests: Iterable[Mapping[str, Any]]) -> Table:
 def allocation_table(rows: Iterable[Mapping[str, Any]]) -> Table:
     """active_allocation: each component's versions and their share of signals."""
     table = Table(title="Active allocation", title_justify="left")
-    for column in ("component", "version", "arm", "share", "test"):
+    for column in ("component", "version", "arm", "share", "test", "strategy", "params"):
         table.add_column(column, justify="right" if column in ("version", "share") else "left")
     for r in rows:
         table.add_row(
@@ -208,6 +208,8 @@ def allocation_table(rows: Iterable[Mapping[str, Any]]) -> Table:
             _text(r["arm"]),
             f"{float(r['traffic_share']):.0%}",
             _text(r["test_id"] or ""),
+            _text(r.get("strategy") or ""),
+            _text(json.dumps(r.get("params") or {}, sort_keys=True)),
         )
     return table
 

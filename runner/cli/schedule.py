@@ -31,7 +31,7 @@ from runner.schedule import (
 
 schedule_app = typer.Typer(
     name="schedule",
-    help="List, add, enable, disable and run the queued optimization tasks.\n\n"
+    help="List, add, enable, disable and run queued optimization tasks.\n\n"
     "Example: [bold]runner schedule run-due --budget 3000[/bold]",
     no_args_is_help=True,
     rich_markup_mode="rich",

@@ -29,7 +29,7 @@ def score_command(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ) -> None:
-    """Score new bars with each production model; store the predictions.
+    """Score new bars with each production model; store predictions.
 
     Example: [bold]runner score --component trend_spx[/bold]
     """

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -62,6 +62,9 @@ class AllocationRow:
     arm: Literal["production", "control", "treatment"]
     traffic_share: float
     test_id: str | None
+    # What the trading system runs for this arm: the version's strategy and its parameters.
+    strategy: str = ""
+    params: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -191,14 +194,22 @@ def ensure_production(
 
 
 def allocation(wh: Warehouse, component_id: str | None = None) -> list[AllocationRow]:
-    sql = "select component_id, version, arm, traffic_share, test_id from active_allocation"
+    sql = (
+        "select a.component_id, a.version, a.arm, a.traffic_share, a.test_id,"
+        " v.strategy, v.params"
+        " from active_allocation as a"
+        " left join strategy_versions as v"
+        " on v.component_id = a.component_id and v.version = a.version"
+    )
     params: dict[str, Any] = {}
     if component_id is not None:
-        sql += " where component_id = %(c)s"
+        sql += " where a.component_id = %(c)s"
         params["c"] = component_id
-    rows = wh.fetchall(sql + " order by component_id, arm", params)
+    rows = wh.fetchall(sql + " order by a.component_id, a.arm", params)
     return [
-        AllocationRow(str(r[0]), int(r[1]), r[2], float(r[3]), r[4])  # arm from the view's CASE
+        AllocationRow(  # arm from the view's CASE
+            str(r[0]), int(r[1]), r[2], float(r[3]), r[4], r[5] or "", json.loads(r[6] or "{}")
+        )
         for r in rows
     ]
 

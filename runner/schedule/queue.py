@@ -210,7 +210,11 @@ def execute_task(settings: Settings, task_id: str, soft_timeout: float) -> list[
     """Run one queued task with OPTIMIZE (called in the child); its outcomes in brief."""
     from runner.optimize import SearchOptions, optimize
 
-    outcomes = optimize(settings, task_id=task_id, options=SearchOptions(timeout=soft_timeout))
+    outcomes = optimize(
+        settings,
+        task_id=task_id,
+        options=SearchOptions(timeout=soft_timeout, seed=settings.optimize_seed),
+    )
     return [
         {
             "run_id": o.run_id,

@@ -255,6 +255,25 @@ def test_route_agrees_with_the_hash_and_the_cli(deploy_settings: Settings) -> No
         check=True,
     )
     assert json.loads(out.stdout)["arm"] == routes[0].arm
+    # What the trading system loads: each arm's version, share and parameters.
+    out = subprocess.run(
+        [sys.executable, "-m", "runner.cli", "allocation", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    exported = {r["arm"]: r for r in json.loads(out.stdout)["allocation"]}
+    with connect(s) as wh:
+        versions = {
+            int(v): json.loads(p)
+            for v, p in wh.fetchall("select version, params from strategy_versions")
+        }
+    assert {a: (r["version"], r["traffic_share"]) for a, r in exported.items()} == {
+        "control": (1, 0.9),
+        "treatment": (2, 0.1),
+    }
+    assert all(r["params"] == versions[r["version"]] and r["strategy"] for r in exported.values())
     # The logged assignments feed the sample-ratio check of the next evaluation.
     with connect(s) as wh:
         logged = wh.fetchall("select arm, count(*) from ab_assignments group by arm order by arm")

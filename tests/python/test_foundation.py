@@ -116,6 +116,7 @@ COMMANDS = (
     "deploy",
     "rollback",
     "route",
+    "allocation",
     "simulate",
     "cycle",
     "schedule",
@@ -141,6 +142,15 @@ def test_help_lists_every_command_with_one_line() -> None:
 def test_every_command_help_has_an_example(command: str) -> None:
     result = CliRunner().invoke(app, [command, "--help"])
     assert result.exit_code == 0 and "Example:" in result.output
+
+
+def test_the_configuration_page_lists_every_setting_as_the_code_declares_it() -> None:
+    script = Path(__file__).resolve().parents[2] / "scripts" / "settings_reference.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--check"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert all(f.description for f in Settings.model_fields.values())
 
 
 def test_a_bad_database_url_is_one_sentence_without_traceback_or_password(tmp_path: Path) -> None:
