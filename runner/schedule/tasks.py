@@ -540,6 +540,13 @@ def add_recommendation_tasks(
     from runner.identify import latest_recommendations
     from runner.optimize.targets import choose_targets
 
+    # A recommendation's search covers what the component's declared task of that type covers
+    # (its config, e.g. the parameters worth searching), so a desk states it once.
+    configs = {
+        (d.component_id, d.task_type): d.config
+        for d in read_declarations(tasks_file(settings)) or []
+        if d.config
+    }
     with open_queue(settings) as wh, wh.transaction():
         if not dry_run:
             serialise(wh, "recommendations")
@@ -583,6 +590,7 @@ def add_recommendation_tasks(
                 source="recommendation",
                 recommendation_id=rec_id,
                 one_off=True,
+                config=dict(configs.get((target.component_id, target.task_type), {})),
             )
             tasks.append(task)
             events.append(

@@ -552,6 +552,25 @@ def test_recommendations_become_one_off_tasks_retried_only_after_an_interval(
     assert [r.task_id for r in run_due(again).runs] == ["rec_rec_risk_2", "rec_rec_tune_2"]
 
 
+def test_a_recommendations_task_searches_what_the_declared_task_of_its_type_searches(
+    queue_settings: Settings, fake_tasks: Path
+) -> None:
+    settings = queue_settings
+    _declare(
+        settings,
+        [
+            't_tune,hyperparameter,trend_spx,"0 6 * * 1",3,"{""params"": [""fast""]}",,true,',
+            "t_risk,risk_adjustment,meanrev_ndx,weekly,3,,,true,",
+        ],
+    )
+    risk = recommendation("rec_risk", "meanrev_ndx") | {"recommendation_type": "risk_adjustment"}
+    with open_warehouse(settings) as wh:
+        write_marts(wh, [], [recommendation("rec_tune"), risk])
+    assert add_recommendation_tasks(settings) == ["rec_rec_risk", "rec_rec_tune"]
+    assert dict(_row(settings, "rec_rec_tune").config) == {"params": ["fast"]}
+    assert dict(_row(settings, "rec_rec_risk").config) == {}  # its declared task has none
+
+
 def test_a_dry_run_decides_and_writes_nothing(queue_settings: Settings, fake_tasks: Path) -> None:
     settings = queue_settings
     _insert(settings, _task("t_due"), _task("t_later", next_run_at=PAST + timedelta(days=9999)))
