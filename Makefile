@@ -23,12 +23,17 @@ $(VENV)/.installed-bench: $(VENV)/.installed-dev
 	$(BIN)/pip install --quiet -e ".[dev,bench]"
 	touch $@
 
+$(VENV)/.installed-demo: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e ".[demo]"
+	touch $@
+
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 # Peers measured by benchmarks/ (vectorbt); not needed by the suite.
 install-bench: $(VENV)/.installed-bench
 
-demo: install
+# The whole loop on simulated market hours (real EURUSD bars from backtesting.py's sample data).
+demo: $(VENV)/.installed-demo
 	$(BIN)/runner demo
 
 lint: install-dev

@@ -38,6 +38,7 @@ from runner.warehouse.migrations import migrate
 HOURS_PER_RUN = 120  # new hourly bars between two engine runs
 FULL_CYCLE_EVERY = 4  # runs; DEPLOY alone in between
 MAX_RUNS = 24
+DEMO_SEED = 1  # the searches' sampler: the same candidates, so the same story, every time
 SPREAD = 0.0015  # hourly standard deviation of the generated hours
 PROJECT_ENTRIES = ("dbt_project.yml", "profiles.yml", "models", "macros", "seeds", "tests/dbt")
 COMPONENTS = (
@@ -47,10 +48,10 @@ COMPONENTS = (
 # (bars, phi) per phase of each market's generated hours; the first run comes after
 # FIRST_RUN_AFTER generated bars.
 PHASES = {
-    "EURUSD": ((240, 0.35), (4800, -0.35)),
-    "GBPUSD": ((240, 0.35), (2400, -0.35), (2400, 0.35)),
+    "EURUSD": ((240, 0.35), (5400, -0.35)),
+    "GBPUSD": ((240, 0.35), (3000, -0.35), (2400, 0.35)),
 }
-FIRST_RUN_AFTER = 240 + 2400
+FIRST_RUN_AFTER = 240 + 3000
 # What the timeline tells, in order.
 TOLD = (
     "alert_raised",
@@ -194,9 +195,16 @@ def prepare(settings: Settings, workspace: Path) -> tuple[Settings, Path, list[s
             writer.writerow(
                 [component_id, 100000, 252, "ts_momentum", symbol, params, "", description]
             )
+    # The desk's weekly searches (Mondays 06:00 UTC, so not during the demo) say which knobs are
+    # worth searching; the searches that recommendations start search the same ones.
     (project / "seeds" / "optimization_tasks.csv").write_text(
         "task_id,task_type,component_id,frequency,priority,config,timeout_seconds,enabled,"
         "description\n"
+        + "".join(
+            f'{c}_weekly,hyperparameter,{c},"0 6 * * 1",3,"{{""params"": [""direction"", '
+            f'""lookback""]}}",600,true,Weekly search of {c}\'s direction and lookback\n'
+            for c, _, _ in COMPONENTS
+        )
     )
     bars = workspace / "bars.csv"
     times: list[str] = []
@@ -219,6 +227,7 @@ def prepare(settings: Settings, workspace: Path) -> tuple[Settings, Path, list[s
             "discord_webhook_url": settings.discord_webhook_url,
             # The demo's desk: 40 trials a search, the last 150 days of bars, FX-like costs.
             "optimize_trials": 40,
+            "optimize_seed": DEMO_SEED,
             "optimize_lookback_days": 150,
             "optimize_fees_bps": 0.3,
             "optimize_slippage_bps": 0.2,

@@ -18,7 +18,15 @@ from runner.cli.render import (
     section,
 )
 from runner.demo import DEFAULT_DEMO_DB, run_demo
-from runner.demo_loop import COMPONENTS, HOURS_PER_RUN, LoopDemo, Run, run_loop_demo
+from runner.demo_loop import (
+    COMPONENTS,
+    FIRST_RUN_AFTER,
+    HOURS_PER_RUN,
+    PHASES,
+    LoopDemo,
+    Run,
+    run_loop_demo,
+)
 
 DEFAULT_WORKSPACE = Path("tradebase-demo")
 _MARK = {
@@ -56,22 +64,24 @@ def demo(
     ctx: typer.Context,
     workspace: Annotated[
         Path,
-        typer.Option("--workspace", help="Folder (re)created for the --loop demo."),
+        typer.Option("--workspace", help="Folder (re)created for the loop demo."),
     ] = DEFAULT_WORKSPACE,
     loop: Annotated[
         bool,
         typer.Option(
-            "--loop",
-            help="The whole loop on simulated market hours (in progress: about 3 minutes).",
+            "--loop/--sample",
+            help="The whole loop on simulated market hours (default, about 2 minutes), or the "
+            "short sample-data version (ANALYZE, IDENTIFY, OPTIMIZE on real index bars).",
         ),
-    ] = False,
+    ] = True,
     database: Annotated[
-        Path, typer.Option("--database", help="DuckDB file to (re)create for the demo.")
+        Path,
+        typer.Option("--database", help="DuckDB file to (re)create for the --sample demo."),
     ] = DEFAULT_DEMO_DB,
 ) -> None:
-    """Run the engine on bundled sample data (fresh DuckDB).
+    """Run the whole improvement loop on simulated market hours.
 
-    Example: [bold]runner demo[/bold]  (or [bold]runner demo --loop[/bold]: the whole loop on simulated hours)
+    Example: [bold]runner demo[/bold]  (or [bold]runner demo --sample[/bold]: real index bars, no deploy)
     """
     if loop:
         _loop(settings_of(ctx), workspace)
@@ -123,11 +133,14 @@ def demo(
 
 def _loop(settings: Any, workspace: Path) -> None:
     console.rule("The improvement loop, on simulated hours")
+    momentum, reversal = (n // 24 for n, _ in PHASES["GBPUSD"][:2])
+    before = FIRST_RUN_AFTER // 24
     console.print(
         "Market: 5,000 real EURUSD hours (2017-04 → 2018-02, backtesting.py's sample), then "
-        "generated hours: 10 days of momentum, then a reversal regime. A second market "
-        "(GBPUSD-like: EURUSD's real hours reshuffled by day) reverses too, then swings back to "
-        "momentum just after the engine starts. Components: "
+        f"generated weekday hours: {momentum} days of momentum, then a reversal regime. A second "
+        "market (GBPUSD-like: EURUSD's real hours reshuffled by day) reverses too, and swings "
+        f"back to momentum after {reversal} days of it, as the engine starts, "
+        f"{before} trading days into the generated hours. Components: "
         + ", ".join(f"{c} ({s})" for c, s, _ in COMPONENTS)
         + f", both following the last hour's move. Each engine run sees {HOURS_PER_RUN} new "
         "hours through the paper-trading simulator; every 4th run is a full cycle "
