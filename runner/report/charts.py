@@ -501,7 +501,9 @@ def regime_chart(data: ReportData, path: Path) -> bool:
         handles.append(
             Patch(facecolor="white", edgecolor=GREY, hatch="///", label="too few trades")
         )
-        win_ax.legend(handles=handles, loc="upper right", frameon=False)
+        low, high = win_ax.get_ylim()
+        win_ax.set_ylim(low, high * 1.35)  # headroom: the legend never covers a bar
+        win_ax.legend(handles=handles, loc="upper right", frameon=False, ncols=2)
         figure.suptitle(
             f"By market regime at entry, last {data.regime_window} days (hatched: too few trades)",
             x=0.01,
@@ -551,7 +553,7 @@ def gates_chart(runs: Sequence[RunInfo], path: Path) -> bool:
             line = [r.dsr_min if name == "dsr" else r.pbo_max for r in gated]
             ax.hlines(line, x - 0.4, x + 0.4, colors=BLACK, linestyles="--", lw=1.2, label="gate")
             ax.set_xticks(x, labels, fontsize=8)
-            ax.set_ylim(0, 1.08)
+            ax.set_ylim(0, 1.3)  # headroom above the bars for the legend
             ax.grid(axis="x", visible=False)
             _legend(ax, loc="upper left", frameon=False, ncols=3)
         dsr_ax.set_title("deflated Sharpe ratio (must be ≥ gate)", loc="left")
