@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import re
 
-# user:password@ in any URL, and the token part of a Discord webhook URL.
+# user:password@ in any URL, and the token part of a Discord webhook URL. Linear in the text:
+# a scheme starts where a run of scheme characters starts (else a long word is re-scanned from
+# each of its letters), and a password is at most 256 characters before its @.
 _URL_PASSWORD = re.compile(
-    r"(?P<prefix>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<secret>[^@\s]+)(?=@)", re.I
+    r"(?P<prefix>(?<![a-z0-9+.-])[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<secret>[^@\s]{1,256})(?=@)",
+    re.I,
 )
 _WEBHOOK_TOKEN = re.compile(r"(?P<prefix>/api/webhooks/\d+/)(?P<secret>[A-Za-z0-9._-]+)")
 _PASSWORD_KV = re.compile(

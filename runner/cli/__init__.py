@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import sys
 
+from rich.markup import escape
+
 from runner.cli.analyze import analyze_command
 from runner.cli.app import app, err_console, init
 from runner.cli.backtest import backtest_command
@@ -64,14 +66,14 @@ def main() -> None:
         if debug:
             raise
         err_console.print(
-            f"[bold red]Error:[/] {redact(str(exc))}", highlight=False, soft_wrap=True
+            f"[bold red]Error:[/] {escape(redact(str(exc)))}", highlight=False, soft_wrap=True
         )
         sys.exit(exc.exit_code)
     except Exception as exc:  # a crash: still one line unless --debug
         if debug:
             raise
         err_console.print(
-            f"[bold red]Unexpected error ({type(exc).__name__}):[/] {redact(str(exc))}\n"
+            f"[bold red]Unexpected error ({type(exc).__name__}):[/] {escape(redact(str(exc)))}\n"
             "Run again with --debug for the traceback.",
             highlight=False,
         )

@@ -87,15 +87,22 @@ class Opened:
 def open_source(con: Any, path: Path, spec: Spec) -> Opened:
     """Check the file and its header; raises IngestFileError."""
     path = path.expanduser().resolve()
-    if not path.is_file():
-        what = "is not a file" if path.exists() else "does not exist"
-        raise IngestFileError(f"{path} {what}; give the path of a CSV or Parquet file.")
-    if path.stat().st_size == 0:
+    try:
+        if not path.is_file():
+            what = "is not a file" if path.exists() else "does not exist"
+            raise IngestFileError(f"{path} {what}; give the path of a CSV or Parquet file.")
+        size = path.stat().st_size
+        with path.open("rb") as fh:
+            is_parquet = fh.read(4) == b"PAR1"
+    except OSError as exc:  # a name too long, no permission: the path, not the engine
+        raise IngestFileError(
+            f"{path} cannot be opened ({exc.strerror}); give the path of a readable CSV or "
+            "Parquet file."
+        ) from None
+    if size == 0:
         raise IngestFileError(
             f"{path} is empty (0 bytes); expected a header naming {_listed(spec.required)}."
         )
-    with path.open("rb") as fh:
-        is_parquet = fh.read(4) == b"PAR1"
     if is_parquet:
         names, types = _parquet_columns(con, path)
         fmt: FileFormat = "parquet"
@@ -393,20 +400,24 @@ def _ident(name: str) -> str:
 
 
 def csv_render(fields: list[str]) -> str:
-    """SQL rendering the varchar expressions `fields` as one CSV line, for a row's raw text."""
+    """SQL rendering the varchar expressions `fields` as one CSV line, for a row's raw text.
+
+    NUL bytes are left out, as in the parser's rejects: PostgreSQL text cannot hold them."""
     rendered = [
         f"""case when regexp_matches({f}, '[",\\r\\n]') then '"' || replace({f}, '"', '""')"""
         f""" || '"' else coalesce({f}, '') end"""
         for f in fields
     ]
-    return " || ',' || ".join(rendered) if rendered else "''"
+    if not rendered:
+        return "''"
+    return "replace(" + " || ',' || ".join(rendered) + ", chr(0), '')"
 
 
 def _render(fields: list[str]) -> str:
     """The Python twin of `csv_render`."""
     return ",".join(
         '"' + f.replace('"', '""') + '"' if any(c in f for c in '",\r\n') else f for f in fields
-    )
+    ).replace("\x00", "")
 
 
 def raw_rows(source: SourceFile, row_numbers: list[int]) -> pa.Table:

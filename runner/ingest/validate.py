@@ -47,11 +47,19 @@ def _present(raw: str) -> str:
 
 def _timestamp(text: str) -> str:
     """An ISO-8601 text (already matched) as naive UTC; the cheaper plain cast when it has no
-    offset (the same value: no offset means UTC)."""
+    offset (the same value: no offset means UTC).
+
+    DuckDB's casts refuse spellings the pattern accepts: a lower-case z, and an offset right
+    after a date or an hh:mm time. So Z/z is dropped (no offset means UTC), and a time without
+    seconds gets ':00' (a date alone, midnight) before its offset."""
+    offset = (
+        f"regexp_replace(regexp_replace({text}, '^([0-9-]{{10}})([+-])', '\\1 00:00:00\\2'),"
+        f" '^(.{{10}}[T ][0-9]{{2}}:[0-9]{{2}})([+-])', '\\1:00\\2')"
+    )
     return (
         f"case when strpos({text}, '+') = 0 and strpos(substr({text}, 11), '-') = 0"
-        f" then try_cast({text} as timestamp)"
-        f" else try_cast({text} as timestamptz) at time zone 'UTC' end"
+        f" then try_cast(rtrim({text}, 'Zz') as timestamp)"
+        f" else try_cast({offset} as timestamptz) at time zone 'UTC' end"
     )
 
 

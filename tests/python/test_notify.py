@@ -501,47 +501,8 @@ def test_without_a_webhook_messages_are_skipped_and_it_is_said_once(
 
 
 # -- the webhook URL is a secret ----------------------------------------------------------------
-@pytest.mark.integration
-def test_the_webhook_url_never_appears_in_logs_rows_reports_or_events(
-    warehouse: Warehouse,
-    settings: Settings,
-    discord: FakeDiscord,
-    clock: FakeClock,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    """httpx logs every request URL: with everything at DEBUG, through 503s, a refusal, an
-    outage and a success, the token shows nowhere (logs, outbox rows, reports, events)."""
-    configured = with_webhook(settings, discord.url, notify_max_attempts=2)
-    leaky = f"Posting to {discord.url} failed"  # an event that quotes the URL
-    reports: list[DeliveryReport] = []
-    with caplog.at_level(logging.DEBUG):
-        record(
-            warehouse,
-            [Event("circuit_breaker_opened", leaky, {"url": discord.url})],
-            configured.secrets(),
-        )
-        discord.script("503", "503")
-        reports.append(run(warehouse, configured, clock))
-        bad = with_webhook(settings, discord.url.replace(discord.token, "x" * 30 + "TOKEN2"))
-        reports.append(run(warehouse, bad, clock))
-        with discord.down():
-            reports.append(run(warehouse, configured, clock))
-        reports.append(run(warehouse, configured, clock))
-    assert reports[-1].sent == 1
-    assert "HTTP Request: POST" in caplog.text  # httpx did log, redacted
-    texts = [
-        caplog.text,
-        *(repr(r) + json.dumps(r.to_dict()) for r in reports),
-        *(repr(m) for m in read_outbox(warehouse)),
-        *(repr(e) for e in read_events(warehouse)),
-        json.dumps([a.payload for a in discord.accepted]),
-        repr(configured),
-    ]
-    for text in texts:
-        assert discord.token not in text and "TOKEN2" not in text
-    assert "POST ***?wait=true" in caplog.text
-
-
+# The end-to-end check (cycle logs, every table, outputs, report, httpx at DEBUG, a refused
+# token) is tests/python/test_secrets.py.
 @pytest.mark.integration
 @pytest.mark.parametrize(
     "url",
