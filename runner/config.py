@@ -148,10 +148,10 @@ class Settings(BaseSettings):
         default=5000, ge=100, description="N*: planned trades in both arms; spent = inconclusive."
     )
     deploy_margin_sigma: float = Field(
-        default=0.05,
+        default=0.0,  # 0: roll back once confidently worse (docs/statistics.md, measured)
         ge=0,
         le=1,
-        description="Non-inferiority margin m in standard deviations of the incumbent's trade return.",
+        description="Rollback margin m in standard deviations of the incumbent's trade return.",
     )
     deploy_min_trades_per_arm: int = Field(
         default=30, ge=2, description="Trades per arm a stage needs before it may move."

@@ -37,7 +37,7 @@ from runner.optimize import models, versions
 from runner.optimize.probabilities import needs_probability
 from runner.optimize.versions import Component, StrategyVersion
 from runner.strategies import load_strategy
-from runner.thresholds import threshold
+from runner.thresholds import Threshold, threshold
 from runner.warehouse import Warehouse, connect, session_lock
 from runner.warehouse.migrations import migrate
 
@@ -214,19 +214,24 @@ def new_design(
     sigma = _incumbent_sigma(wh, component.component_id, incumbent) or backtest_sigma or 0.01
     drawdown_limit = threshold(wh, component.component_id, "max_drawdown", "critical_value")
     win_rate = threshold(wh, component.component_id, "win_rate", "critical_value")
-    return (
-        Design(
-            alpha=settings.deploy_alpha,
-            planned_n=settings.deploy_planned_n,
-            margin=settings.deploy_margin_sigma * sigma,
-            min_n_per_arm=settings.deploy_min_trades_per_arm,
-            stage_days=settings.deploy_stage_days,
-            critical_drawdown=drawdown_limit.value if drawdown_limit.value is not None else 0.15,
-            critical_win_rate=win_rate.value,
-            win_rate_min_trades=win_rate.min_trades or 20,
-            srm_alpha=settings.deploy_srm_alpha,
-        ),
-        sigma,
+    return design_for(settings, sigma, drawdown_limit, win_rate), sigma
+
+
+def design_for(
+    settings: Settings, sigma: float, drawdown_limit: Threshold, win_rate: Threshold
+) -> Design:
+    """The design from the settings, the incumbent's σ and its critical thresholds (pure: the
+    decision-quality benchmark builds its tests with it, so it measures the engine's design)."""
+    return Design(
+        alpha=settings.deploy_alpha,
+        planned_n=settings.deploy_planned_n,
+        margin=settings.deploy_margin_sigma * sigma,
+        min_n_per_arm=settings.deploy_min_trades_per_arm,
+        stage_days=settings.deploy_stage_days,
+        critical_drawdown=drawdown_limit.value if drawdown_limit.value is not None else 0.15,
+        critical_win_rate=win_rate.value,
+        win_rate_min_trades=win_rate.min_trades or 20,
+        srm_alpha=settings.deploy_srm_alpha,
     )
 
 

@@ -179,9 +179,9 @@ def draw_charts(data: ReportData, charts_dir: Path) -> list[Chart]:
         AB_TESTS,
         "A/B tests: confidence sequences",
         "The band is the always-valid confidence sequence of treatment minus control net return "
-        "per trade as trades closed, the line its estimate; the treatment advances when the band "
-        "clears the dashed −m line, is promoted when it clears 0 and is rolled back when it falls "
-        "below −m; markers are the looks that moved the test.",
+        "per trade as trades closed, the line its estimate; after the 10% canary the treatment is "
+        "promoted when the band clears 0 and rolled back when it falls below the dashed rollback "
+        "line (−m; 0 by default); markers are the looks that moved the test.",
         lambda p: ab_chart(data.ab_tests, p),
     )
     return charts
@@ -719,7 +719,7 @@ def _ab_panel(ax: Axes, test: ABTestInfo) -> None:
         _x(days), [p.estimate for p in points], where="post", color=BLUE, lw=1.6, label="estimate"
     )
     ax.axhline(0.0, color=BLACK, lw=1.0)
-    ax.axhline(-test.margin, color=ORANGE, ls="--", lw=1.3, label="−m (non-inferiority margin)")
+    ax.axhline(-test.margin, color=ORANGE, ls="--", lw=1.3, label="−m (rollback line)")
     for look in test.looks:
         if look.day is None or look.estimate is None:
             continue

