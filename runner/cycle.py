@@ -7,6 +7,11 @@ IDENTIFY just add no tasks); DEPLOY reads trades and tests, not marts. The cycle
 says whether the engine worked, not whether the strategies did: a rejected candidate or a
 rollback is a result, an exception is a failure.
 
+Every step that starts is an event (`cycle_step_started`) and ends as one (`cycle_step_completed`
+or `cycle_step_failed`). A cycle killed mid-way (SIGKILL, a lost machine) leaves a step started
+and never ended: the next cycle that finds no other cycle running records it as
+`cycle_step_interrupted` and closes the dead cycle with `cycle_interrupted` (once each).
+
 Every cycle writes `improvement_cycle_YYYYMMDD_HHMMSS.log` (one JSON object per line: the
 steps, and every audit event the cycle recorded) with secrets redacted.
 """
@@ -14,9 +19,11 @@ steps, and every audit event the cycle recorded) with secrets redacted.
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -26,7 +33,7 @@ from runner.audit import AuditTrail, Event, StoredEvent, read_events
 from runner.config import Settings
 from runner.errors import ConfigError
 from runner.redact import redact
-from runner.warehouse import connect
+from runner.warehouse import Warehouse, connect
 from runner.warehouse.migrations import migrate
 
 STEPS: tuple[str, ...] = ("analyze", "identify", "optimize", "deploy")
@@ -123,7 +130,8 @@ def _analyze(ctx: _Context) -> tuple[str, dict[str, Any]]:
 
     if ctx.dry_run:
         return "Would rebuild the marts with dbt build (skipped in a dry run).", {}
-    nodes = build_analytics(ctx.settings, ctx.as_of)
+    with _one_build_at_a_time(ctx.settings):
+        nodes = build_analytics(ctx.settings, ctx.as_of)
     errors = [n for n in nodes if n.status == "error"]
     failures = [n for n in nodes if n.status in ("fail", "warn")]
     if errors:
@@ -137,6 +145,19 @@ def _analyze(ctx: _Context) -> tuple[str, dict[str, Any]]:
         "models_built": built,
         "tests_failed": [n.name for n in failures],
     }
+
+
+@contextmanager
+def _one_build_at_a_time(settings: Settings) -> Iterator[None]:
+    """dbt rebuilds the marts in place through temporary relations of fixed names, so two builds
+    of one PostgreSQL schema at once (overlapping cycles) fail each other: a cycle waits for the
+    other's build, then builds. DuckDB lets one process write the file anyway."""
+    if settings.dialect != "postgres":
+        yield
+        return
+    with connect(settings) as wh:  # the session lock goes with this connection
+        wh.execute("select pg_advisory_lock(hashtext(%(k)s))", {"k": f"tb:dbt:{settings.schema}"})
+        yield
 
 
 def _identify(ctx: _Context) -> tuple[str, dict[str, Any]]:
@@ -237,20 +258,43 @@ def run_cycle(
         as_of=as_of,
         budget_seconds=budget,
     )
-    with connect(settings) as wh:
-        migrate(wh)
+    notes: list[str] = []
+    with _presence(settings, active=not dry_run) as presence:
+        with connect(settings) as wh:
+            migrate(wh)
+            if not dry_run:
+                if presence.alone:
+                    notes += recover_interrupted(wh, settings, cycle_id)
+                presence.share()  # from here on, this cycle counts as running
+                with wh.transaction():
+                    AuditTrail(wh, run_id=cycle_id, secrets=settings.secrets()).record(
+                        [
+                            Event(
+                                "cycle_started",
+                                f"Improvement cycle {cycle_id}: {', '.join(steps)}.",
+                                {"steps": list(steps), "budget_seconds": budget},
+                                component_id=component,
+                            )
+                        ]
+                    )
+        outcomes = _run_steps(ctx, cycle_id, steps, log, on_step)
+        finished = datetime.now(UTC)
+        report = CycleReport(cycle_id, started, finished, dry_run, outcomes, log.path, notes)
         if not dry_run:
-            with wh.transaction():
-                AuditTrail(wh, run_id=cycle_id, secrets=settings.secrets()).record(
-                    [
-                        Event(
-                            "cycle_started",
-                            f"Improvement cycle {cycle_id}: {', '.join(steps)}.",
-                            {"steps": list(steps), "budget_seconds": budget},
-                            component_id=component,
-                        )
-                    ]
-                )
+            report.charts.extend(_charts(settings, report, log))
+        _finish(settings, report, log)
+    log.close()
+    return report
+
+
+def _run_steps(
+    ctx: _Context,
+    cycle_id: str,
+    steps: Sequence[str],
+    log: CycleLog,
+    on_step: Callable[[StepOutcome], None] | None,
+) -> list[StepOutcome]:
+    settings = ctx.settings
     outcomes: list[StepOutcome] = []
     failed: set[str] = set()
     for name in STEPS:
@@ -264,6 +308,8 @@ def run_cycle(
                 name, "skipped", 0.0, f"Skipped: {', '.join(missing)} failed in this cycle."
             )
         else:
+            if not ctx.dry_run:
+                _record_start(settings, cycle_id, name)
             try:
                 if name == "analyze":
                     summary, details = _analyze(ctx)
@@ -282,16 +328,147 @@ def run_cycle(
                     name, "failed", time.monotonic() - step_clock, error, error=error
                 )
         outcomes.append(outcome)
-        _record_step(settings, cycle_id, outcome, dry_run, log, since)
+        _record_step(settings, cycle_id, outcome, ctx.dry_run, log, since)
         if on_step is not None:
             on_step(outcome)
-    finished = datetime.now(UTC)
-    report = CycleReport(cycle_id, started, finished, dry_run, outcomes, log.path)
-    if not dry_run:
-        report.charts.extend(_charts(settings, report, log))
-    _finish(settings, report, log)
-    log.close()
-    return report
+    return outcomes
+
+
+# -- cycles that died ---------------------------------------------------------------------------
+CYCLE_ENDS = ("cycle_completed", "cycle_failed", "cycle_interrupted")
+STEP_EVENTS = (
+    "cycle_step_started",
+    "cycle_step_completed",
+    "cycle_step_failed",
+    "cycle_step_interrupted",
+)
+
+
+class _Presence:
+    """Which cycles are alive: each running cycle holds a shared lock for its whole life (a
+    PostgreSQL session advisory lock, or flock on a file beside the DuckDB file), released by
+    the OS or the server when its process dies, even by SIGKILL. A cycle that gets the lock
+    exclusively at its start knows every other started cycle without an end is dead."""
+
+    def __init__(self, settings: Settings, active: bool) -> None:
+        self.alone = False
+        self._wh: Warehouse | None = None
+        self._fd: int | None = None
+        if not active:  # a dry run writes nothing: it neither recovers nor needs recovering
+            return
+        if settings.dialect == "postgres":
+            self._key = {"k": f"tb:cycle:{settings.schema}"}
+            self._wh = connect(settings)
+            row = self._wh.fetchone("select pg_try_advisory_lock(hashtext(%(k)s))", self._key)
+            self.alone = bool(row and row[0])
+        else:
+            import fcntl
+
+            db = settings.duckdb_file
+            db.parent.mkdir(parents=True, exist_ok=True)
+            path = db.with_name(f"{db.name}.cycle.lock")
+            self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self.alone = True
+            except BlockingIOError:
+                self.alone = False
+
+    def share(self) -> None:
+        """Hold the lock shared from now on (waits out another cycle's short recovery)."""
+        if self._wh is not None:
+            if self.alone:
+                self._wh.execute("select pg_advisory_unlock(hashtext(%(k)s))", self._key)
+            self._wh.execute("select pg_advisory_lock_shared(hashtext(%(k)s))", self._key)
+        elif self._fd is not None:
+            import fcntl
+
+            fcntl.flock(self._fd, fcntl.LOCK_SH)
+
+    def close(self) -> None:
+        if self._wh is not None:
+            self._wh.close()
+        if self._fd is not None:
+            os.close(self._fd)
+
+
+@contextmanager
+def _presence(settings: Settings, *, active: bool) -> Iterator[_Presence]:
+    presence = _Presence(settings, active)
+    try:
+        yield presence
+    finally:
+        presence.close()
+
+
+def recover_interrupted(wh: Warehouse, settings: Settings, cycle_id: str) -> list[str]:
+    """Close every earlier cycle that started and never ended (call it only when no other cycle
+    is alive): each step it started and never ended gets `cycle_step_interrupted`, the cycle
+    `cycle_interrupted`, under the dead cycle's run id, in one transaction. A cycle closed once
+    is never found again. Returns one note per cycle closed."""
+    notes: list[str] = []
+    with wh.transaction():
+        ends = _sql_strings(CYCLE_ENDS)
+        step_events = _sql_strings(STEP_EVENTS)
+        dead = wh.fetchall(
+            "select s.run_id from improvement_events as s where s.event_type = 'cycle_started'"
+            " and not exists (select 1 from improvement_events as e"
+            f" where e.run_id = s.run_id and e.event_type in ({ends}))"
+            " order by s.event_timestamp, s.run_id"
+        )
+        for (run_id,) in dead:
+            rows = wh.fetchall(
+                "select event_type, improvement_metrics from improvement_events"
+                f" where run_id = %(r)s and event_type in ({step_events})"
+                " order by event_timestamp, event_id",
+                {"r": run_id},
+            )
+            started = [json.loads(m).get("step") for kind, m in rows if kind == STEP_EVENTS[0]]
+            ended = {json.loads(m).get("step") for kind, m in rows if kind != STEP_EVENTS[0]}
+            open_steps = [step for step in started if step not in ended]
+            events = [
+                Event(
+                    "cycle_step_interrupted",
+                    f"The {step} step of cycle {run_id} started and never ended: the cycle was "
+                    f"stopped (killed, or its machine or database lost); found by {cycle_id}.",
+                    {"step": step, "found_by": cycle_id},
+                )
+                for step in open_steps
+            ]
+            where = f"during its {open_steps[-1]} step" if open_steps else "between its steps"
+            events.append(
+                Event(
+                    "cycle_interrupted",
+                    f"Cycle {run_id} stopped {where} and never finished; found by {cycle_id}. "
+                    "What it committed stays; the next steps run again in this cycle.",
+                    {
+                        "interrupted_steps": open_steps,
+                        "completed_steps": sorted(s for s in ended if s is not None),
+                        "found_by": cycle_id,
+                    },
+                )
+            )
+            AuditTrail(wh, run_id=str(run_id), secrets=settings.secrets()).record(events)
+            notes.append(f"Cycle {run_id} was interrupted {where}; recorded in the audit trail.")
+    return notes
+
+
+def _sql_strings(values: Sequence[str]) -> str:
+    """Fixed event names of this module as SQL literals (never user data)."""
+    return ", ".join(f"'{v}'" for v in values)
+
+
+def _record_start(settings: Settings, cycle_id: str, step: str) -> None:
+    with connect(settings) as wh, wh.transaction():
+        AuditTrail(wh, run_id=cycle_id, secrets=settings.secrets()).record(
+            [
+                Event(
+                    "cycle_step_started",
+                    f"The {step} step of cycle {cycle_id} started.",
+                    {"step": step},
+                )
+            ]
+        )
 
 
 def _charts(settings: Settings, report: CycleReport, log: CycleLog) -> list[str]:
@@ -332,18 +509,24 @@ def _record_step(
         # Every audit event this step recorded, one line each (the cycle's trail in the file).
         for event in read_events(wh, since=since):
             log.event(event)
-        if dry_run or outcome.status != "failed":
-            return
-        with wh.transaction():
-            AuditTrail(wh, run_id=cycle_id, secrets=settings.secrets()).record(
-                [
-                    Event(
-                        "cycle_step_failed",
-                        f"The {outcome.name} step of cycle {cycle_id} failed: {outcome.error}",
-                        {"step": outcome.name, "seconds": outcome.seconds},
-                    )
-                ]
+        if dry_run or outcome.status == "skipped":
+            return  # a skipped step never started: the cycle's end event lists it
+        if outcome.status == "failed":
+            end = Event(
+                "cycle_step_failed",
+                f"The {outcome.name} step of cycle {cycle_id} failed: {outcome.error}",
+                {"step": outcome.name, "seconds": outcome.seconds},
             )
+        else:
+            end = Event(
+                "cycle_step_completed",
+                f"The {outcome.name} step of cycle {cycle_id} completed: {outcome.summary}",
+                {"step": outcome.name, "seconds": outcome.seconds},
+            )
+        with wh.transaction():
+            stored = AuditTrail(wh, run_id=cycle_id, secrets=settings.secrets()).record([end])
+        for item in stored:
+            log.event(item)
 
 
 def _finish(settings: Settings, report: CycleReport, log: CycleLog) -> None:

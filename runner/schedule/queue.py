@@ -41,6 +41,7 @@ from runner.schedule.tasks import (
     sync_tasks,
     trail,
 )
+from runner.warehouse import Warehouse
 
 TASK_STARTED = "task_started"
 TASK_SUCCEEDED = "task_succeeded"
@@ -389,16 +390,23 @@ def claim_next(
         )
         events = []
         if task.lease_owner:
+            dead_runs = _interrupt_runs(wh, task.task_id, task.lease_owner, now)
             events.append(
                 _event(
                     task,
                     TASK_LEASE_TAKEN_OVER,
                     f"The lease of {describe(task)} held by {task.lease_owner} expired "
-                    f"({task.lease_expires_at or 'no expiry'}); taken over by {runner_id}",
+                    f"({task.lease_expires_at or 'no expiry'}); taken over by {runner_id}"
+                    + (
+                        f"; its unfinished run(s) {', '.join(dead_runs)} are interrupted"
+                        if dead_runs
+                        else ""
+                    ),
                     {
                         "previous_owner": task.lease_owner,
                         "previous_lease_expires_at": task.lease_expires_at,
                         "runner_id": runner_id,
+                        "interrupted_runs": dead_runs,
                     },
                 )
             )
@@ -418,6 +426,28 @@ def claim_next(
         )
         trail(wh, settings, run_id).record(events, at=now)
         return Claim(task, now, timeout, expires, task.lease_owner)
+
+
+def _interrupt_runs(wh: Warehouse, task_id: str, owner: str, now: datetime) -> list[str]:
+    """The optimization runs a dead or stopped lease holder left `running` end as `interrupted`
+    (in the transaction that takes the lease over or gives it back: no live process can still be
+    writing them, the task's process dies with its runner)."""
+    ids = [
+        str(r[0])
+        for r in wh.fetchall(
+            "select run_id from optimization_runs where task_id = %(t)s and verdict = 'running'"
+            " order by started_at, run_id",
+            {"t": task_id},
+        )
+    ]
+    if ids:
+        reason = json.dumps([f"its runner ({owner}) stopped before the run finished"])
+        wh.execute(
+            "update optimization_runs set verdict = 'interrupted', reasons = %(r)s,"
+            " finished_at = %(now)s where task_id = %(t)s and verdict = 'running'",
+            {"r": reason, "now": now, "t": task_id},
+        )
+    return ids
 
 
 def finish(
@@ -559,6 +589,7 @@ def release(settings: Settings, claim: Claim, *, runner_id: str, run_id: str) ->
             " where task_id = %(t)s and lease_owner = %(o)s",
             {"status": previous, "now": now, "t": claim.task.task_id, "o": runner_id},
         )
+        _interrupt_runs(wh, claim.task.task_id, runner_id, now)
         trail(wh, settings, run_id).record(
             [
                 Event(

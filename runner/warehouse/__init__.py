@@ -178,18 +178,41 @@ class PostgresWarehouse(Warehouse):
             pass  # another runner created it at the same instant
         self._con.execute(f'set search_path to "{self.schema}"')
 
+    @contextmanager
+    def _connection_kept(self) -> Iterator[None]:
+        """A connection lost mid-command (the server restarted, an administrator terminated it,
+        the network dropped) is one handled sentence, not a driver traceback: the server has
+        rolled back the open transaction, so running the command again is safe."""
+        import psycopg
+
+        try:
+            yield
+        except psycopg.OperationalError as exc:
+            if not self._con.broken:
+                raise  # a lock timeout, a cancelled query: the connection still works
+            pg = self.settings.postgres
+            text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise WarehouseUnavailable(
+                f"Lost the connection to PostgreSQL at {pg.host}:{pg.port}/{pg.dbname} "
+                f"({redact(text, self.settings.secrets())}); the open transaction was rolled "
+                "back; run the command again."
+            ) from None
+
     def execute(self, sql: str, params: Params = None) -> None:
-        self._con.execute(sql.encode(), params)
+        with self._connection_kept():
+            self._con.execute(sql.encode(), params)
 
     def fetchall(self, sql: str, params: Params = None) -> list[tuple[Any, ...]]:
-        return self._con.execute(sql.encode(), params).fetchall()
+        with self._connection_kept():
+            return self._con.execute(sql.encode(), params).fetchall()
 
     def fetch_arrow(self, sql: str, params: Params = None) -> pa.Table:
         import pyarrow as pa
 
-        cur = self._con.execute(sql.encode(), params)
-        names = [d.name for d in cur.description or ()]
-        rows = cur.fetchall()
+        with self._connection_kept():
+            cur = self._con.execute(sql.encode(), params)
+            names = [d.name for d in cur.description or ()]
+            rows = cur.fetchall()
         return pa.table({n: [r[i] for r in rows] for i, n in enumerate(names)})
 
     def load_arrow(self, table: str, data: pa.Table) -> None:
@@ -202,14 +225,17 @@ class PostgresWarehouse(Warehouse):
             data, buf, pacsv.WriteOptions(include_header=False, quoting_style="all_valid")
         )
         cols = ", ".join(f'"{c}"' for c in data.column_names)
-        with self._con.cursor().copy(
-            f"copy \"{table}\" ({cols}) from stdin (format csv, null '')".encode()
-        ) as copy:
+        with (
+            self._connection_kept(),
+            self._con.cursor().copy(
+                f"copy \"{table}\" ({cols}) from stdin (format csv, null '')".encode()
+            ) as copy,
+        ):
             copy.write(buf.getvalue())
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        with self._con.transaction():
+        with self._connection_kept(), self._con.transaction():
             yield
 
     def close(self) -> None:

@@ -17,6 +17,8 @@ class Migration:
     version: int
     description: str
     statements: tuple[str, ...]
+    # The warehouses whose schema needs it; elsewhere the version is recorded with nothing run.
+    dialects: tuple[str, ...] = ("duckdb", "postgres")
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -474,6 +476,19 @@ MIGRATIONS: tuple[Migration, ...] = (
             "alter table optimization_queue add column if not exists one_off boolean default false",
         ),
     ),
+    Migration(
+        7,
+        "DuckDB: no secondary index on a column the engine updates (outbox and deployment status)",
+        (
+            # DuckDB (1.5) can corrupt an ART index on an updated column when it replays the WAL
+            # of a killed process: the next update of the row fails with "Failed to delete all
+            # rows from index" and the file stays unusable (tests/python/test_cycle_faults.py).
+            # These tables are small; DuckDB scans them with zonemaps. PostgreSQL keeps them.
+            "drop index if exists notification_outbox_by_status",
+            "drop index if exists deployments_by_component",
+        ),
+        dialects=("duckdb",),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version
@@ -498,7 +513,7 @@ def migrate(wh: Warehouse) -> list[int]:
         for migration in MIGRATIONS:
             if migration.version in done:
                 continue
-            for statement in migration.statements:
+            for statement in migration.statements if wh.dialect in migration.dialects else ():
                 wh.execute(statement)
             wh.execute(
                 "insert into schema_migrations (version, description, applied_at)"
@@ -506,6 +521,10 @@ def migrate(wh: Warehouse) -> list[int]:
                 {"v": migration.version, "d": migration.description},
             )
             applied.append(migration.version)
+    if applied and wh.dialect == "duckdb":
+        # Schema changes go into the file now, not into the WAL: DuckDB's replay of DDL after a
+        # crash is where its recovery bugs live.
+        wh.execute("checkpoint")
     return applied
 
 
