@@ -50,16 +50,20 @@ class AnalysisResult:
 LONGEST_WINDOW_DAYS = 30  # the marts' longest trailing window (dbt var windows)
 
 
-def build_analytics(settings: Settings, as_of: date | None = None) -> list[NodeResult]:
-    """Migrate, then `dbt build` every model and test (seeds included) for the given as-of date."""
+def build_analytics(
+    settings: Settings, as_of: date | None = None, *, full_refresh: bool = False
+) -> list[NodeResult]:
+    """Migrate, then `dbt build` every model and test (seeds included) for the given as-of date.
+
+    The trade-level models are incremental (docs/benchmarks.md, "Scale"): a build recomputes only
+    what new or corrected trades touch; `full_refresh` rebuilds them from the raw tables."""
     with connect(settings) as wh:
         migrate(wh)
     # DuckDB admits one process-level holder of the file: our connection is closed before dbt runs.
     dbt_vars = {"as_of_date": as_of.isoformat() if as_of else None}
     # Unit tests pin the SQL with fixed inputs: the test suite runs them; the hourly build need not.
-    return run_dbt(
-        settings, "build", dbt_vars=dbt_vars, extra_args=("--exclude-resource-type", "unit_test")
-    )
+    extra = ("--exclude-resource-type", "unit_test", *(("--full-refresh",) if full_refresh else ()))
+    return run_dbt(settings, "build", dbt_vars=dbt_vars, extra_args=extra)
 
 
 def latest_performance(wh: Warehouse, component: str | None = None) -> list[dict[str, Any]]:

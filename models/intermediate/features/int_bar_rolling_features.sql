@@ -60,7 +60,8 @@ final as (
         close_price / sma_200 - 1 as f_dist_sma_200,
         case
             when gain_sum_14 + loss_sum_14 > 0
-                then 100.0 * gain_sum_14 / (gain_sum_14 + loss_sum_14)
+                -- The ratio first: 100 * g / g can round to 100.00000000000001, g / g is exactly 1.
+                then 100.0 * (gain_sum_14 / (gain_sum_14 + loss_sum_14))
             when gain_sum_14 + loss_sum_14 = 0 then 50.0
         end as f_rsi_14,
         -- Flat means max = min, tested exactly: a float stddev of equal values need not be 0.

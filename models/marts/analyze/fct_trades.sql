@@ -1,5 +1,17 @@
 -- One row per closed trade: its raw attributes, net P&L and return (metrics.md "Trade
 -- metrics"), holding time and the market regime at entry (NULL when unknown).
+-- Incremental: a build rewrites only the trades loaded or corrected since the last one and those
+-- whose regime a newly loaded bar may change (macros/incremental.sql), replacing them by trade_id.
+-- On PostgreSQL the unique index on trade_id makes the delete of the replaced rows a lookup.
+-- depends_on: {{ ref('stg_raw__bars') }}
+{{ config(
+    materialized='incremental',
+    unique_key='trade_id',
+    incremental_strategy='delete+insert',
+    on_schema_change='append_new_columns',
+    indexes=[{'columns': ['trade_id'], 'unique': true}] if target.type == 'postgres' else [],
+) }}
+
 with
 
 trades as (
@@ -37,6 +49,7 @@ final as (
         cast(loaded_at as timestamp) as loaded_at
 
     from trades
+    where {{ tradebase.trades_to_recompute('loaded_at', 'entry_date') }}
 
 )
 
