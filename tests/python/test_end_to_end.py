@@ -52,7 +52,10 @@ def test_analyze_without_as_of_ends_the_windows_today_in_utc(tmp_path: Path) -> 
     database = tmp_path / "demo.duckdb"
     runner = CliRunner()
     env = {"DATABASE_URL": "", "TRADEBASE_DBT_ARTIFACTS_DIR": str(tmp_path)}
-    assert runner.invoke(app, ["demo", "--sample", "--database", str(database)], env=env).exit_code == 0
+    assert (
+        runner.invoke(app, ["demo", "--sample", "--database", str(database)], env=env).exit_code
+        == 0
+    )
     result = runner.invoke(app, ["--duckdb-path", str(database), "analyze", "--json"], env=env)
     assert result.exit_code == 0, result.output
     rows = json.loads(result.output)["performance"]
