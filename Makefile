@@ -63,7 +63,7 @@ browser:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium)
 
 pytest: install-dev browser
-	$(BIN)/pytest -n 2
+	$(BIN)/pytest -n 2 --durations=25
 
 test: lint typecheck sqllint structure workflows pytest
 
