@@ -7,24 +7,28 @@ export DO_NOT_TRACK := 1
 
 .PHONY: install install-dev install-bench demo test lint typecheck sqllint structure workflows browser pytest clean
 
+# uv installs what pip would (the same pins from pyproject.toml) in seconds rather than a minute
+# and more: the first `make demo` on a fresh clone is mostly installing.
+UV_INSTALL = $(BIN)/uv pip install --quiet --python $(BIN)/python
+
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet --upgrade pip uv
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(BIN)/pip install --quiet -e .
+	$(UV_INSTALL) -e .
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(UV_INSTALL) -e ".[dev]"
 	touch $@
 
 $(VENV)/.installed-bench: $(VENV)/.installed-dev
-	$(BIN)/pip install --quiet -e ".[dev,bench]"
+	$(UV_INSTALL) -e ".[dev,bench]"
 	touch $@
 
 $(VENV)/.installed-demo: $(VENV)/.installed
-	$(BIN)/pip install --quiet -e ".[demo]"
+	$(UV_INSTALL) -e ".[demo]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -208,6 +208,10 @@ class Settings(BaseSettings):
     notify_backoff_seconds: float = Field(
         default=0.5, gt=0, description="First backoff after a 5xx or network error; doubles."
     )
+    cycle_report: bool = Field(
+        default=True,
+        description="Rebuild the HTML report and its charts at the end of every cycle (the Discord summary attaches the key charts); `runner report` builds it on demand either way.",
+    )
 
     @field_validator("database_url", "optimize_storage_url", mode="before")
     @classmethod

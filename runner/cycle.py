@@ -280,7 +280,7 @@ def run_cycle(
         outcomes = _run_steps(ctx, cycle_id, steps, log, on_step)
         finished = datetime.now(UTC)
         report = CycleReport(cycle_id, started, finished, dry_run, outcomes, log.path, notes)
-        if not dry_run:
+        if not dry_run and settings.cycle_report:
             report.charts.extend(_charts(settings, report, log))
         _finish(settings, report, log)
     log.close()

@@ -225,6 +225,9 @@ def prepare(settings: Settings, workspace: Path) -> tuple[Settings, Path, list[s
             "dbt_artifacts_dir": workspace,
             "schedule_tasks_file": project / "seeds" / "optimization_tasks.csv",
             "discord_webhook_url": settings.discord_webhook_url,
+            # The report is built once, after the last run; a run rebuilds it only when its
+            # Discord summary attaches the charts.
+            "cycle_report": settings.discord_webhook_url is not None,
             # The demo's desk: 40 trials a search, the last 150 days of bars, FX-like costs.
             "optimize_trials": 40,
             "optimize_seed": DEMO_SEED,

@@ -257,6 +257,28 @@ def model_of(wh: Warehouse, component_id: str) -> str:
     return f"{component_id}_model"
 
 
+def uses_a_model(wh: Warehouse, component_id: str, strategy: str, model_id: str) -> bool:
+    """Whether the component trades a model: mapped to one (seeds/component_models.csv), its
+    strategy takes a `model_version` (ml_signal), or its model already has versions or
+    predictions. A rule like ts_momentum with none of these has nothing to retrain."""
+    from runner.strategies import StrategyError, load_strategy
+
+    if wh.table_exists("component_models") and wh.fetchone(
+        "select 1 from component_models where component_id = %(c)s", {"c": component_id}
+    ):
+        return True
+    try:
+        names = {p.name for p in load_strategy(strategy).parameters()}
+    except StrategyError:
+        names = set()
+    if "model_version" in names:
+        return True
+    return any(
+        wh.fetchone(f"select 1 from {table} where model_id = %(m)s limit 1", {"m": model_id})
+        for table in ("model_versions", "raw_predictions")
+    )
+
+
 def production_version(wh: Warehouse, model_id: str) -> ModelVersion | None:
     """The version in production (the newest, should two ever be), or None before the first."""
     row = wh.fetchone(

@@ -28,7 +28,7 @@ from runner.optimize.targets import Target
 from runner.optimize.versions import read_components
 from runner.redact import redact
 from runner.version import code_version
-from runner.warehouse import connect
+from runner.warehouse import Warehouse, connect
 from runner.warehouse.migrations import migrate
 
 
@@ -41,6 +41,8 @@ def run_model_target(settings: Settings, target: Target, options: SearchOptions)
         migrate(wh)
         component = read_components(wh, target.component_id)[0]
         model_id = models.model_of(wh, component.component_id)
+        if not models.uses_a_model(wh, component.component_id, component.strategy, model_id):
+            return _no_model(wh, settings, target, run_id, started, component.strategy, model_id)
         production = models.production_version(wh, model_id)
         incumbent = None if production is None else models.as_incumbent(production)
         frame = load_features(wh, component.symbol, end=end)
@@ -192,6 +194,73 @@ def run_model_target(settings: Settings, target: Target, options: SearchOptions)
         n_pruned=0,
         n_failed=0,
         duration_seconds=duration,
+        task_type=target.task_type,
+    )
+
+
+def _no_model(
+    wh: Warehouse,
+    settings: Settings,
+    target: Target,
+    run_id: str,
+    started: datetime,
+    strategy: str,
+    model_id: str,
+) -> Outcome:
+    """A recorded refusal, without training: a model the component does not trade could pass
+    every gate and still change nothing it does."""
+    what = "retrain" if target.task_type == "retrain" else "select features for"
+    reason = (
+        f"{target.component_id} runs {strategy}, which trades no model: none is mapped to it "
+        f"in seeds/component_models.csv and {model_id} has no versions or predictions. There is "
+        f"nothing to {what}; a parameter search or a person has to act on this recommendation."
+    )
+    row: dict[str, Any] = {
+        "run_id": run_id,
+        "component_id": target.component_id,
+        "task_id": target.task_id,
+        "recommendation_id": target.recommendation_id,
+        "trigger_reason": redact(target.trigger_reason, settings.secrets()),
+        "study_name": run_id,
+        "storage_kind": "none",
+        "strategy": strategy,
+        "search_space": {},
+        "objective": "log_loss",
+        "started_at": started,
+        "code_version": code_version(settings.project),
+    }
+    with wh.transaction():
+        runs.start_run(wh, row)
+        runs.finish_run(wh, run_id, "rejected", [reason], {"duration_seconds": 0.0})
+        AuditTrail(wh, run_id=run_id, secrets=settings.secrets()).record(
+            [
+                Event(
+                    event_type="optimization_rejected",
+                    trigger_reason=reason,
+                    metrics={"run_id": run_id, "task_type": target.task_type, "model_id": None},
+                    component_id=target.component_id,
+                    recommendation_id=target.recommendation_id,
+                    task_id=target.task_id,
+                )
+            ]
+        )
+    return Outcome(
+        run_id=run_id,
+        component_id=target.component_id,
+        verdict="rejected",
+        reasons=(reason,),
+        study_name=run_id,
+        trigger_reason=target.trigger_reason,
+        incumbent_version=0,
+        candidate_version=None,
+        best_params={},
+        gates={},
+        in_sample={},
+        out_of_sample={},
+        n_trials=0,
+        n_pruned=0,
+        n_failed=0,
+        duration_seconds=0.0,
         task_type=target.task_type,
     )
 
