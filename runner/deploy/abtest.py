@@ -107,6 +107,35 @@ class Verdict:
     look: Look
 
 
+def sequence_bounds(
+    control: FloatArray,
+    treatment: FloatArray,
+    alpha: float,
+    planned_n: int,
+    previous_p: float | None = None,
+) -> tuple[float, float, float] | None:
+    """(lower, upper, always-valid p) of the difference in mean return per trade, treatment
+    minus control; None until each arm has two trades with spread. The one formula both the
+    test's looks and the report's drawing of its sequence use."""
+    if len(control) < 2 or len(treatment) < 2:
+        return None
+    sd_c, sd_t = float(control.std(ddof=1)), float(treatment.std(ddof=1))
+    if sd_c == 0 and sd_t == 0:
+        return None
+    seq = msprt_two_arms(
+        float(control.mean()),
+        sd_c,
+        len(control),
+        float(treatment.mean()),
+        sd_t,
+        len(treatment),
+        alpha=alpha,
+        n_planned=planned_n,
+        previous_p=1.0 if previous_p is None else previous_p,
+    )
+    return seq.lower, seq.upper, seq.p_value
+
+
 def look(arms: Arms, design: Design, previous_p: float | None) -> Look:
     """The latest statistics (srm_p is set by decide, which knows the stage's split); bounds are
     None until each arm has two trades with spread."""
@@ -116,21 +145,9 @@ def look(arms: Arms, design: Design, previous_p: float | None) -> Look:
         estimate = float(t.mean() - c.mean())
         base = float(c.mean())
         improvement = 100.0 * estimate / abs(base) if base != 0 else None
-    if len(c) >= 2 and len(t) >= 2:
-        sd_c, sd_t = float(c.std(ddof=1)), float(t.std(ddof=1))
-        if sd_c > 0 or sd_t > 0:
-            seq = msprt_two_arms(
-                float(c.mean()),
-                sd_c,
-                len(c),
-                float(t.mean()),
-                sd_t,
-                len(t),
-                alpha=design.alpha,
-                n_planned=design.planned_n,
-                previous_p=1.0 if previous_p is None else previous_p,
-            )
-            lower, upper, p = seq.lower, seq.upper, seq.p_value
+    bounds = sequence_bounds(c, t, design.alpha, design.planned_n, previous_p)
+    if bounds is not None:
+        lower, upper, p = bounds
     return Look(len(c), len(t), estimate, lower, upper, p, None, improvement)
 
 

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from runner.config import Settings
+from runner.deploy.abtest import sequence_bounds
 from runner.redact import redact
-from runner.stats import msprt_two_arms
 from runner.warehouse import Warehouse
 from runner.warehouse.migrations import current_version
 
@@ -712,8 +712,7 @@ def confidence_sequence(
     planned_n: int,
 ) -> list[SequencePoint]:
     """The test's always-valid confidence sequence at the end of every day a trade closed, with
-    the engine's own formula (runner.stats.msprt_two_arms, as runner/deploy/abtest.py `look`
-    calls it). A confidence sequence holds at every n at once, so each point is one the engine
+    the engine's own formula (runner.deploy.abtest.sequence_bounds, which its looks call). A confidence sequence holds at every n at once, so each point is one the engine
     would have found had it looked then; bounds are None until each arm has two trades with
     spread."""
     if not len(control) or not len(treatment):
@@ -726,20 +725,9 @@ def confidence_sequence(
             continue
         estimate = float(t.mean() - c.mean())
         lower = upper = None
-        if len(c) >= 2 and len(t) >= 2:
-            sd_c, sd_t = float(c.std(ddof=1)), float(t.std(ddof=1))
-            if sd_c > 0 or sd_t > 0:
-                seq = msprt_two_arms(
-                    float(c.mean()),
-                    sd_c,
-                    len(c),
-                    float(t.mean()),
-                    sd_t,
-                    len(t),
-                    alpha=alpha,
-                    n_planned=planned_n,
-                )
-                lower, upper = _num(seq.lower), _num(seq.upper)
+        bounds = sequence_bounds(c, t, alpha, planned_n)
+        if bounds is not None:
+            lower, upper = _num(bounds[0]), _num(bounds[1])
         points.append(SequencePoint(_np_date(day), len(c), len(t), estimate, lower, upper))
     return points
 
