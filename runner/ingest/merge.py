@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from runner.ingest.result import ReasonCount
@@ -231,10 +231,10 @@ def merge_file(
                     rows_rejected, started_at, finished_at)
                 values (%(ingest_id)s, %(kind)s, %(source_file)s, %(sha)s, %(format)s,
                     %(ignored)s, %(rows)s, %(inserted)s, %(updated)s, %(unchanged)s,
-                    %(rejected)s, %(started)s, %(now)s)
+                    %(rejected)s, %(started)s, %(finished)s)
                 """,
                 {
-                    **p,
+                    **{k: v for k, v in p.items() if k != "now"},
                     "format": audit.file_format,
                     "ignored": audit.ignored_columns,
                     "rows": audit.rows_in_file,
@@ -243,6 +243,8 @@ def merge_file(
                     "unchanged": counts.unchanged,
                     "rejected": counts.rejected,
                     "started": audit.started_at,
+                    # `now` is the rows' loaded_at, which a caller may set; this is the clock.
+                    "finished": datetime.now(UTC).replace(tzinfo=None),
                 },
             )
             for table in (

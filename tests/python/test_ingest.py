@@ -455,3 +455,18 @@ def test_blank_lines_are_skipped_but_keep_row_numbers_physical(
         ("T1", 1),
         ("T3", 4),
     ]
+
+
+def test_an_ingest_run_finishes_on_the_clock_even_when_its_rows_are_stamped_earlier(
+    warehouse: Warehouse, cfg: Settings, tmp_path: Path
+) -> None:
+    """`now` stamps the rows' loaded_at (a backfill may set it); the run's own times are real."""
+    from runner.ingest import ingest_file
+
+    path = csv_file(tmp_path, "t.csv", TRADE_COLUMNS, trade("T1"))
+    stamp = datetime(2024, 1, 3)
+    assert ingest_file(warehouse, cfg, "trades", path, now=stamp).inserted == 1
+    [(loaded_at,)] = warehouse.fetchall("select loaded_at from raw_trades")
+    [(started, finished)] = warehouse.fetchall("select started_at, finished_at from ingest_runs")
+    assert loaded_at == stamp
+    assert stamp < started <= finished
