@@ -9,7 +9,7 @@ The rule, in the order it is applied:
 1. guardrails (hard limits): the treatment's drawdown reaching the critical drawdown, or its
    win rate confidently under the critical win rate (its Wilson 99% upper bound below it) while
    the control's is confidently above it and its return per trade is no better, rolls back;
-2. a sample-ratio mismatch on the assigned units (χ² p < srm_alpha) pauses the test: its
+2. a sample-ratio mismatch on the assigned units (always-valid p < srm_alpha) pauses the test: its
    numbers cannot be trusted, so nothing but a guardrail or a person moves it;
 3. the upper confidence bound below −m rolls back (the treatment is worse by more than the
    margin; m = 0 by default: confidently worse at all), once each arm has the minimum trades
@@ -32,7 +32,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from runner.stats import msprt_two_arms, srm_chi2, wilson_interval
+from runner.stats import msprt_two_arms, srm_sequential, wilson_interval
 
 FloatArray = npt.NDArray[np.float64]
 GUARDRAIL_CONFIDENCE = 0.99
@@ -152,11 +152,13 @@ def look(arms: Arms, design: Design, previous_p: float | None) -> Look:
 
 
 def srm(assigned_control: int, assigned_treatment: int, treatment_share: float) -> float | None:
-    """Sample-ratio-mismatch p on the assigned units of a stage (None without units)."""
+    """Always-valid sample-ratio-mismatch p on the assigned units of a stage (None without
+    units): the check runs at every look, so a fixed-sample χ² would pause healthy tests."""
     if assigned_control + assigned_treatment == 0 or not 0 < treatment_share < 1:
         return None
-    _, p = srm_chi2([assigned_control, assigned_treatment], [1 - treatment_share, treatment_share])
-    return p
+    return srm_sequential(
+        [assigned_control, assigned_treatment], [1 - treatment_share, treatment_share]
+    )
 
 
 def decide(
@@ -210,7 +212,7 @@ def decide(
         return Verdict(
             "pause",
             f"Sample ratio mismatch: {arms.assigned_control} control / "
-            f"{arms.assigned_treatment} treatment units at a {stage}% split (χ² p = "
+            f"{arms.assigned_treatment} treatment units at a {stage}% split (always-valid p = "
             f"{srm_p:.2g} < {design.srm_alpha:g}); the assignment is broken, so the numbers "
             "cannot be trusted. Paused until someone looks.",
             current,

@@ -150,13 +150,45 @@ def test_a_sample_ratio_mismatch_pauses_and_a_paused_test_holds() -> None:
 
 
 @pytest.mark.parametrize(
-    ("counts", "share", "p"),
-    [((4900, 5100), 0.5, 0.0455), ((8950, 1050), 0.1, 0.0956)],
+    ("counts", "share", "alarm"),
+    [((4900, 5100), 0.5, False), ((8950, 1050), 0.1, False), ((9100, 10900), 0.5, True)],
 )
-def test_srm_reproduces_the_reference_vectors(
-    counts: tuple[int, int], share: float, p: float
+def test_srm_alarms_on_the_reference_vectors_as_the_chi2_test_does(
+    counts: tuple[int, int], share: float, alarm: bool
 ) -> None:
-    assert srm(counts[0], counts[1], share) == pytest.approx(p, abs=5e-4)
+    p = srm(counts[0], counts[1], share)
+    assert p is not None and (p < 0.001) is alarm
+
+
+def test_the_sample_ratio_check_at_every_look_seldom_pauses_a_healthy_split() -> None:
+    # 400 correctly routed 10% stages looked at every 50 units up to 5,000: the χ² test at
+    # p < 0.001 would pause a few percent of them; the always-valid check at most ~0.1%.
+    rng = np.random.default_rng(7)
+    paused = 0
+    for _ in range(400):
+        treated = np.cumsum(rng.random(5000) < 0.1)
+        looks = range(50, 5001, 50)
+        paused += any((srm(n - treated[n - 1], treated[n - 1], 0.1) or 1.0) < 0.001 for n in looks)
+    assert paused <= 2
+
+
+def test_a_misrouted_split_is_paused_within_a_few_thousand_units() -> None:
+    # 15% of the units reach the treatment of a 10% stage: a broken router.
+    rng = np.random.default_rng(8)
+    caught = []
+    for _ in range(50):
+        treated = np.cumsum(rng.random(5000) < 0.15)
+        first = next(
+            (
+                n
+                for n in range(50, 5001, 50)
+                if (srm(n - treated[n - 1], treated[n - 1], 0.1) or 1) < 0.001
+            ),
+            None,
+        )
+        caught.append(first)
+    assert sum(c is not None for c in caught) >= 48
+    assert float(np.median([c for c in caught if c is not None])) < 2500
 
 
 def test_repeated_looks_at_equal_arms_rarely_promote() -> None:

@@ -29,6 +29,7 @@ from runner.stats import (
     psr,
     sharpe,
     srm_chi2,
+    srm_sequential,
     two_sample_z,
     wilson_interval,
 )
@@ -339,6 +340,16 @@ def test_srm_reproduces_the_published_vectors(
     if p is not None:
         assert p_value == pytest.approx(p, abs=5e-5)
     assert (p_value < 0.001) is alarm
+
+
+def test_sequential_srm_is_one_over_the_dirichlet_multinomial_bayes_factor() -> None:
+    # Hand-checkable: counts (2, 0) at 50/50, prior Dirichlet(50, 50):
+    # BF = B(52, 50) / B(50, 50) / 0.5² = (50·51)/(100·101) / 0.25 = 2550/2525.
+    assert srm_sequential([2, 0], [0.5, 0.5]) == pytest.approx(2525 / 2550, rel=1e-12)
+    assert srm_sequential([1, 1], [0.5, 0.5]) == 1.0  # BF < 1: evidence for the planned split
+    assert srm_sequential([9100, 10900], [0.5, 0.5]) < 1e-30
+    with pytest.raises(ValueError):
+        srm_sequential([1, 2, 3], [0.5, 0.5])
 
 
 # --- §5 Wilson intervals and the paired improvement test -------------------------------------------
