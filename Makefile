@@ -66,8 +66,9 @@ browser:
 	@command -v chromium >/dev/null || (apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium)
 
+# One file per worker: a module's fixtures (built warehouses) are built once, not once per worker.
 pytest: install-dev browser
-	$(BIN)/pytest -n 2 --durations=25
+	$(BIN)/pytest -n 2 --dist loadfile --durations=25
 
 test: lint typecheck sqllint structure workflows pytest
 

@@ -1,13 +1,16 @@
 """Named scenarios for the dbt marts, and a private copy of the dbt project to build them in.
 
 It owns: copying the dbt project (so a test can write its own components seed), opening a fresh
-warehouse of either kind for a whole module, and turning named return series into raw trades.
-It does not assert anything; the test modules do.
+warehouse of either kind for a whole module, the momentum world the cycle, crash and secrets
+tests run the whole loop in (and cheap copies of it), and turning named return series into raw
+trades. It asserts nothing about the engine; the test modules do.
 """
 
 from __future__ import annotations
 
 import csv
+import json
+import os
 import shutil
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -16,12 +19,20 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
+from pydantic import SecretStr
 
 from runner.config import Settings
+from runner.dbt import run_dbt
+from runner.deploy.simulate import simulate
+from runner.ingest import ingest_file
+from runner.optimize.versions import add_candidate, read_components, seed_versions
 from runner.warehouse import Warehouse, connect
 from runner.warehouse.migrations import migrate
+from tests.python.deploy_strategies import momentum_market
+from tests.python.markets import write_bars_csv
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 PROJECT_ENTRIES = ("dbt_project.yml", "profiles.yml", "models", "macros", "seeds", "tests/dbt")
@@ -109,6 +120,147 @@ def open_warehouse(settings: Settings) -> Iterator[Warehouse]:
     with connect(settings) as wh:
         migrate(wh)
         yield wh
+
+
+# -- the momentum world -------------------------------------------------------------------------
+MOMENTUM_STRATEGY = "tests.python.deploy_strategies:FollowLastBar"
+MOMENTUM_BAR_DAYS = 400
+
+
+@contextmanager
+def momentum_world(kind: str, root: Path, pg_url: str | None, tasks: str) -> Iterator[Settings]:
+    """The world `runner cycle` is tested in: one component `mom` following the last bar on
+    MOMENTUM_BAR_DAYS of a momentum market (deploy_strategies.py), its version 1 in production
+    with the simulator's paper trades up to the last bar, a candidate version 2 (a 30% stop)
+    waiting for DEPLOY, and the task declarations `tasks` (CSV text). The project copy, tasks
+    file, bars, logs and artifacts live under `root`; the warehouse is a DuckDB file there or a
+    new schema in `pg_url`'s database."""
+    component = {
+        "component_id": "mom",
+        "initial_capital": 100000,
+        "periods_per_year": 252,
+        "strategy": MOMENTUM_STRATEGY,
+        "symbol": "MOM",
+        "params": json.dumps({"follow": 1}),
+        "description": "momentum follower",
+    }
+    project = copy_dbt_project(root / "project", [component])
+    tasks_file = root / "tasks.csv"
+    tasks_file.write_text(tasks)
+    with fresh_settings(kind, root, project, pg_url) as base:
+        settings = base.model_copy(
+            update={
+                "schedule_tasks_file": tasks_file,
+                "log_dir": root / "logs",
+                "risk_bootstrap_samples": 200,
+            }
+        )
+        frame = momentum_market(days=MOMENTUM_BAR_DAYS)
+        bars = write_bars_csv(frame, "MOM", root / "MOM.csv")
+        with open_warehouse(settings) as wh:
+            assert ingest_file(wh, settings, "bars", bars).rejected == 0
+        run_dbt(settings, "seed", select="components")
+        simulate(settings, "mom", until=frame["ts"].iloc[-1].to_pydatetime())
+        with open_warehouse(settings) as wh, wh.transaction():
+            seed_versions(wh, read_components(wh, "mom"))
+            add_candidate(
+                wh, "mom", MOMENTUM_STRATEGY, {"follow": 1, "stop_loss": 0.3}, 1, None, ""
+            )
+        yield settings
+
+
+def with_database(url: str, database: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path=f"/{database}"))
+
+
+@contextmanager
+def fresh_pg_database(pg_url: str, template: str | None = None) -> Iterator[str]:
+    """A new database on `pg_url`'s server, a copy of the database `template` when given (which
+    nobody may be connected to meanwhile), dropped afterwards; yields its URL."""
+    import psycopg
+
+    name = f"tb_test_{uuid.uuid4().hex[:10]}"
+    copy = f' template "{template}"' if template else ""
+    with psycopg.connect(pg_url, autocommit=True) as con:
+        con.execute(f'create database "{name}"{copy}'.encode())
+    try:
+        yield with_database(pg_url, name)
+    finally:
+        with psycopg.connect(pg_url, autocommit=True) as con:
+            con.execute(f'drop database if exists "{name}" with (force)'.encode())
+
+
+@contextmanager
+def own_database(pg_url: str | None) -> Iterator[str | None]:
+    """Where a world that copy_world will copy is built: a new PostgreSQL database of its own
+    (yields its URL), or nothing to make for DuckDB (`pg_url` None; yields None)."""
+    if pg_url is None:
+        yield None
+        return
+    with fresh_pg_database(pg_url) as url:
+        yield url
+
+
+@contextmanager
+def copy_world(world: Settings, dest: Path) -> Iterator[Settings]:
+    """A private copy of a built world for one test, in a second instead of a build: the DuckDB
+    file, or a PostgreSQL database made with the world's as its template (so the world must have
+    a database of its own, see fresh_pg_database), and the project copy, logs and artifacts
+    under `dest`. The world itself is left as it was."""
+    project = dest / "project"
+    shutil.copytree(world.project, project)
+    if world.artifacts.exists():
+        shutil.copytree(world.artifacts, dest / "artifacts")
+    update: dict[str, Any] = {
+        "project_dir": project,
+        "dbt_artifacts_dir": dest,
+        "artifact_dir": dest / "artifacts",
+        "log_dir": dest / "logs",
+    }
+    if world.dialect == "duckdb":
+        update["duckdb_path"] = dest / world.duckdb_file.name  # the file's stem is the catalog
+        shutil.copyfile(world.duckdb_file, update["duckdb_path"])
+        for beside in world.duckdb_file.parent.glob(f"{world.duckdb_file.name}.*"):
+            if beside.suffix != ".lock":  # its WAL, the Optuna storage
+                shutil.copyfile(beside, dest / beside.name)
+        yield world.model_copy(update=update)
+        return
+    assert world.database_url is not None
+    url = world.database_url.get_secret_value()
+    template = urlsplit(url).path.lstrip("/")
+    with fresh_pg_database(url, template=template) as copy:
+        yield world.model_copy(update={**update, "database_url": SecretStr(copy)})
+
+
+def runner_environment(settings: Settings) -> dict[str, str]:
+    """The environment a `runner` process needs to open the world of `settings` (its settings
+    as the CLI reads them), complete: a process started with only these finds everything."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        "TRADEBASE_PROJECT_DIR": str(settings.project),
+        "TRADEBASE_ARTIFACT_DIR": str(settings.artifacts),
+        "TRADEBASE_DBT_ARTIFACTS_DIR": str(settings.dbt_artifacts_dir or settings.project),
+        "TRADEBASE_LOG_DIR": str(settings.logs),
+        "TRADEBASE_RISK_BOOTSTRAP_SAMPLES": str(settings.risk_bootstrap_samples),
+        "TRADEBASE_NOTIFY_TIMEOUT_SECONDS": str(settings.notify_timeout_seconds),
+        "TRADEBASE_NOTIFY_BACKOFF_SECONDS": str(settings.notify_backoff_seconds),
+        "DATABASE_URL": "",
+    }
+    if settings.optimize_seed is not None:
+        env["TRADEBASE_OPTIMIZE_SEED"] = str(settings.optimize_seed)
+    if settings.schedule_tasks_file is not None:
+        env["TRADEBASE_SCHEDULE_TASKS_FILE"] = str(settings.schedule_tasks_file)
+    if settings.discord_webhook_url is not None:
+        env["DISCORD_WEBHOOK_URL"] = settings.discord_webhook_url.get_secret_value()
+    if settings.dialect == "postgres":
+        assert settings.database_url is not None
+        env["DATABASE_URL"] = settings.database_url.get_secret_value()
+        env["TRADEBASE_SCHEMA"] = settings.schema
+    else:
+        env["TRADEBASE_DUCKDB_PATH"] = str(settings.duckdb_file)
+    return env
 
 
 # -- raw rows -----------------------------------------------------------------------------------

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,20 +16,18 @@ from typer.testing import CliRunner
 from runner.cli import app
 from runner.config import Settings
 from runner.cycle import parse_steps, run_cycle
-from runner.dbt import run_dbt
-from runner.deploy.simulate import simulate
 from runner.errors import ConfigError
-from runner.ingest import ingest_file
-from runner.optimize.versions import add_candidate, read_components, seed_versions
 from runner.warehouse import connect
-from tests.python.deploy_strategies import momentum_market
 from tests.python.fake_discord import FakeDiscord
-from tests.python.markets import write_bars_csv
-from tests.python.scenarios import copy_dbt_project, fresh_settings, open_warehouse
+from tests.python.scenarios import (
+    copy_world,
+    momentum_world,
+    own_database,
+    runner_environment,
+)
 
 pytestmark = pytest.mark.integration
 
-STRATEGY = "tests.python.deploy_strategies:FollowLastBar"
 TASKS = (
     "task_id,task_type,component_id,frequency,priority,config,timeout_seconds,enabled,description\n"
     "mom_risk,risk_adjustment,mom,hourly,2,{},600,true,size the momentum follower\n"
@@ -46,38 +43,27 @@ ENGINE_TABLES = (
 )
 
 
-@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
-def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
-    component = {
-        "component_id": "mom",
-        "initial_capital": 100000,
-        "periods_per_year": 252,
-        "strategy": STRATEGY,
-        "symbol": "MOM",
-        "params": json.dumps({"follow": 1}),
-        "description": "cycle test",
-    }
-    project = copy_dbt_project(tmp_path / "project", [component])
-    tasks = tmp_path / "tasks.csv"
-    tasks.write_text(TASKS)
-    url = request.getfixturevalue("pg_url") if request.param == "postgres" else None
-    with fresh_settings(request.param, tmp_path, project, url) as base:
-        settings = base.model_copy(
-            update={
-                "schedule_tasks_file": tasks,
-                "log_dir": tmp_path / "logs",
-                "risk_bootstrap_samples": 200,
-            }
-        )
-        bars = write_bars_csv(momentum_market(days=700), "MOM", tmp_path / "MOM.csv")
-        with open_warehouse(settings) as wh:
-            assert ingest_file(wh, settings, "bars", bars).rejected == 0
-        run_dbt(settings, "seed", select="components")
-        # Production trades to analyze: the simulator replays the bars under version 1.
-        simulate(settings, "mom", until=datetime(2014, 12, 31))
-        with open_warehouse(settings) as wh, wh.transaction():
-            seed_versions(wh, read_components(wh, "mom"))
-            add_candidate(wh, "mom", STRATEGY, {"follow": 1, "stop_loss": 0.3}, 1, None, "")
+@pytest.fixture(
+    scope="module", params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def built(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Settings]:
+    """The momentum world (scenarios.py) with an hourly risk task, built once per warehouse; on
+    PostgreSQL in a database of its own, the template of each test's copy."""
+    root = tmp_path_factory.mktemp(f"cycle_{request.param}")
+    pg_url = request.getfixturevalue("pg_url") if request.param == "postgres" else None
+    with (
+        own_database(pg_url) as url,
+        momentum_world(request.param, root, url, TASKS) as settings,
+    ):
+        yield settings
+
+
+@pytest.fixture
+def world(built: Settings, tmp_path: Path) -> Iterator[Settings]:
+    """A private copy of the built world: each test changes its own."""
+    with copy_world(built, tmp_path) as settings:
         yield settings
 
 
@@ -131,24 +117,12 @@ def test_a_cycle_runs_the_four_steps_and_delivers_its_notifications(world: Setti
     assert dict(left) == {"sent": len(discord.accepted)}
 
 
-def test_a_failed_step_is_recorded_and_the_independent_steps_still_run(
-    world: Settings, tmp_path: Path
-) -> None:
+def test_a_failed_step_is_recorded_and_the_independent_steps_still_run(world: Settings) -> None:
     if world.dialect == "postgres":
         pytest.skip("one warehouse is enough to break dbt on purpose")
     broken = world.project / "models" / "marts" / "zz_broken.sql"
     broken.write_text("select * from a_table_that_does_not_exist\n")
-    env = {
-        "TRADEBASE_DUCKDB_PATH": str(world.duckdb_file),
-        "TRADEBASE_PROJECT_DIR": str(world.project),
-        "TRADEBASE_ARTIFACT_DIR": str(world.artifacts),
-        "TRADEBASE_DBT_ARTIFACTS_DIR": str(world.dbt_artifacts_dir or tmp_path),
-        "TRADEBASE_SCHEDULE_TASKS_FILE": str(world.schedule_tasks_file),
-        "TRADEBASE_LOG_DIR": str(tmp_path / "logs"),
-        "TRADEBASE_RISK_BOOTSTRAP_SAMPLES": "200",
-        "DATABASE_URL": "",
-    }
-    result = CliRunner().invoke(app, ["cycle", "--json"], env=env)
+    result = CliRunner().invoke(app, ["cycle", "--json"], env=runner_environment(world))
     assert result.exit_code == 1, result.output
     report = json.loads(result.output)
     statuses = {s["name"]: s["status"] for s in report["steps"]}

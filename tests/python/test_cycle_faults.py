@@ -32,27 +32,25 @@ from pydantic import SecretStr
 
 from runner.config import Settings
 from runner.cycle import run_cycle
-from runner.dbt import run_dbt
 from runner.deploy.rollout import rollback
-from runner.deploy.simulate import simulate
-from runner.ingest import ingest_file
-from runner.optimize.versions import add_candidate, read_components, seed_versions
+from runner.optimize.versions import add_candidate
 from runner.warehouse import Warehouse, connect
 from runner.warehouse.migrations import MIGRATIONS
-from tests.python.deploy_strategies import momentum_market
 from tests.python.fake_discord import FakeDiscord
 from tests.python.killpoints import RunResult, Runs
-from tests.python.markets import write_bars_csv
-from tests.python.scenarios import PROJECT_DIR, copy_dbt_project, fresh_settings, open_warehouse
+from tests.python.scenarios import (
+    MOMENTUM_STRATEGY,
+    PROJECT_DIR,
+    momentum_world,
+    runner_environment,
+)
 
 pytestmark = pytest.mark.integration
 
-STRATEGY = "tests.python.deploy_strategies:FollowLastBar"
 TASKS = (
     "task_id,task_type,component_id,frequency,priority,config,timeout_seconds,enabled,description\n"
     "mom_risk,risk_adjustment,mom,hourly,2,{},120,true,size the momentum follower\n"
 )
-BAR_DAYS = 400
 CHEAP = "identify,optimize,deploy"  # the steps without dbt: most kill points run these
 # Kill points per warehouse and step (two warehouses: 52 in all). ANALYZE runs dbt build, the
 # dearest step, so it gets few; "start" is the cycle's own bookkeeping (recovery included),
@@ -72,44 +70,20 @@ class World:
 
 @contextmanager
 def world_of(kind: str, tmp_path: Path, pg_url: str | None) -> Iterator[World]:
-    """One component trading real-looking bars, a production version with paper trades, a
-    candidate waiting for DEPLOY, an hourly risk task, and a local Discord."""
-    component = {
-        "component_id": "mom",
-        "initial_capital": 100000,
-        "periods_per_year": 252,
-        "strategy": STRATEGY,
-        "symbol": "MOM",
-        "params": json.dumps({"follow": 1}),
-        "description": "crash test",
-    }
-    project = copy_dbt_project(tmp_path / "project", [component])
-    tasks = tmp_path / "tasks.csv"
-    tasks.write_text(TASKS)
+    """The momentum world (scenarios.py: a production version with paper trades, a candidate
+    waiting for DEPLOY) with an hourly risk task and a local Discord."""
     discord = FakeDiscord(rate=(1000, 2.0), channel_rate=(10000, 60.0)).start()
     try:
-        with fresh_settings(kind, tmp_path, project, pg_url) as base:
+        with momentum_world(kind, tmp_path, pg_url, TASKS) as base:
             settings = base.model_copy(
                 update={
-                    "schedule_tasks_file": tasks,
-                    "log_dir": tmp_path / "logs",
-                    "risk_bootstrap_samples": 200,
                     "optimize_seed": 7,
                     "discord_webhook_url": SecretStr(discord.url),
                     "notify_timeout_seconds": 2.0,
                     "notify_backoff_seconds": 0.05,
                 }
             )
-            frame = momentum_market(days=BAR_DAYS)
-            bars = write_bars_csv(frame, "MOM", tmp_path / "MOM.csv")
-            with open_warehouse(settings) as wh:
-                assert ingest_file(wh, settings, "bars", bars).rejected == 0
-            run_dbt(settings, "seed", select="components")
-            simulate(settings, "mom", until=frame["ts"].iloc[-1].to_pydatetime())
-            with open_warehouse(settings) as wh, wh.transaction():
-                seed_versions(wh, read_components(wh, "mom"))
-                add_candidate(wh, "mom", STRATEGY, {"follow": 1, "stop_loss": 0.3}, 1, None, "")
-            yield World(settings, environment(settings), tmp_path, discord)
+            yield World(settings, runner_environment(settings), tmp_path, discord)
     finally:
         discord.stop()
 
@@ -124,34 +98,6 @@ def duckdb_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 def postgres_world(tmp_path_factory: pytest.TempPathFactory, pg_url: str) -> Iterator[World]:
     with world_of("postgres", tmp_path_factory.mktemp("postgres_world"), pg_url) as world:
         yield world
-
-
-def environment(settings: Settings) -> dict[str, str]:
-    """What a runner process needs to open this world (its settings as the CLI reads them)."""
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": os.environ.get("HOME", "/tmp"),
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-        "TRADEBASE_PROJECT_DIR": str(settings.project),
-        "TRADEBASE_ARTIFACT_DIR": str(settings.artifacts),
-        "TRADEBASE_DBT_ARTIFACTS_DIR": str(settings.dbt_artifacts_dir),
-        "TRADEBASE_SCHEDULE_TASKS_FILE": str(settings.schedule_tasks_file),
-        "TRADEBASE_LOG_DIR": str(settings.logs),
-        "TRADEBASE_RISK_BOOTSTRAP_SAMPLES": str(settings.risk_bootstrap_samples),
-        "TRADEBASE_OPTIMIZE_SEED": str(settings.optimize_seed),
-        "TRADEBASE_NOTIFY_TIMEOUT_SECONDS": str(settings.notify_timeout_seconds),
-        "TRADEBASE_NOTIFY_BACKOFF_SECONDS": str(settings.notify_backoff_seconds),
-        "DATABASE_URL": "",
-    }
-    if settings.discord_webhook_url is not None:
-        env["DISCORD_WEBHOOK_URL"] = settings.discord_webhook_url.get_secret_value()
-    if settings.dialect == "postgres":
-        assert settings.database_url is not None
-        env["DATABASE_URL"] = settings.database_url.get_secret_value()
-        env["TRADEBASE_SCHEMA"] = settings.schema
-    else:
-        env["TRADEBASE_DUCKDB_PATH"] = str(settings.duckdb_file)
-    return env
 
 
 def an_hour_passes(settings: Settings) -> None:
@@ -178,7 +124,9 @@ def restage(settings: Settings, rng: np.random.Generator) -> None:
     if not waiting or not waiting[0]:
         with connect(settings) as wh, wh.transaction():
             stop = round(float(rng.uniform(0.05, 0.5)), 3)
-            add_candidate(wh, "mom", STRATEGY, {"follow": 1, "stop_loss": stop}, 1, None, "")
+            add_candidate(
+                wh, "mom", MOMENTUM_STRATEGY, {"follow": 1, "stop_loss": stop}, 1, None, ""
+            )
 
 
 # -- invariants ---------------------------------------------------------------------------------

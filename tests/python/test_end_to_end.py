@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import shutil
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,36 +29,50 @@ def _flat(text: str) -> str:
     return " ".join(text.split())
 
 
-def test_demo_builds_the_marts_and_calls_out_the_degrading_component(tmp_path: Path) -> None:
-    """`runner demo` on a fresh file: every row loads, dbt builds, trend_spx is flagged as losing."""
-    database = tmp_path / "demo.duckdb"
+@dataclass(frozen=True)
+class Demo:
+    output: str  # what `runner demo --sample` printed
+    database: Path  # the DuckDB file it built; tests change copies of it
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
+    """`runner demo --sample` on a fresh file, once for the module (each run is a full build)."""
+    root = tmp_path_factory.mktemp("demo")
+    database = root / "demo.duckdb"
     result = CliRunner().invoke(
         app,
         ["demo", "--sample", "--database", str(database)],
-        env={"DATABASE_URL": "", "TRADEBASE_DBT_ARTIFACTS_DIR": str(tmp_path)},
+        env={"DATABASE_URL": "", "TRADEBASE_DBT_ARTIFACTS_DIR": str(root)},
     )
     assert result.exit_code == 0, result.output
-    out = _flat(result.output)
+    return Demo(result.output, database)
+
+
+def copy_of(demo: Demo, tmp_path: Path) -> Path:
+    copy = tmp_path / demo.database.name  # the file's stem is the catalog's name
+    shutil.copyfile(demo.database, copy)
+    return copy
+
+
+def test_demo_builds_the_marts_and_calls_out_the_degrading_component(demo: Demo) -> None:
+    """`runner demo` on a fresh file: every row loads, dbt builds, trend_spx is flagged as losing."""
+    out = _flat(demo.output)
     assert "trades 2020 rows: 2020 loaded, 0 rejected" in out
     assert "trend_spx: losing" in out
     assert "meanrev_ndx: healthy" in out
     assert "breakout_spx: only" in out and "too few to judge" in out
-    assert database.is_file()
+    assert demo.database.is_file()
 
 
-def test_analyze_without_as_of_ends_the_windows_today_in_utc(tmp_path: Path) -> None:
+def test_analyze_without_as_of_ends_the_windows_today_in_utc(demo: Demo, tmp_path: Path) -> None:
     """With no --as-of the windows end today (UTC); components idle since 2018 show flat windows."""
     import json
     from datetime import UTC, datetime
 
-    database = tmp_path / "demo.duckdb"
-    runner = CliRunner()
+    database = copy_of(demo, tmp_path)
     env = {"DATABASE_URL": "", "TRADEBASE_DBT_ARTIFACTS_DIR": str(tmp_path)}
-    assert (
-        runner.invoke(app, ["demo", "--sample", "--database", str(database)], env=env).exit_code
-        == 0
-    )
-    result = runner.invoke(app, ["--duckdb-path", str(database), "analyze", "--json"], env=env)
+    result = CliRunner().invoke(app, ["--duckdb-path", str(database), "analyze", "--json"], env=env)
     assert result.exit_code == 0, result.output
     rows = json.loads(result.output)["performance"]
     today = datetime.now(UTC).date().isoformat()
@@ -67,20 +83,18 @@ def test_analyze_without_as_of_ends_the_windows_today_in_utc(tmp_path: Path) -> 
         assert row["max_drawdown"] == 0.0
 
 
-def test_dbt_docs_generate_documents_every_mart(tmp_path: Path) -> None:
+def test_dbt_docs_generate_documents_every_mart(demo: Demo, tmp_path: Path) -> None:
     """`dbt docs generate` runs on a built warehouse and its catalog lists every mart."""
     import json
 
     from runner.dbt import run_dbt
-    from runner.demo import run_demo
 
     settings = Settings(
-        duckdb_path=tmp_path / "d.duckdb",
+        duckdb_path=copy_of(demo, tmp_path),
         project_dir=PROJECT_DIR,
         database_url=None,
         dbt_artifacts_dir=tmp_path,
     )
-    run_demo(settings, tmp_path / "d.duckdb")
     run_dbt(settings, "docs generate")
     catalog = json.loads((tmp_path / "target" / "catalog.json").read_text())
     names = {node.split(".")[-1] for node in catalog["nodes"]}

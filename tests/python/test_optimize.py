@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,13 @@ from runner.optimize import SearchOptions, optimize
 from runner.optimize.versions import list_versions
 from runner.warehouse import connect
 from tests.python.markets import noise_market, trending_market, write_bars_csv
-from tests.python.scenarios import copy_dbt_project, fresh_settings, open_warehouse
+from tests.python.scenarios import (
+    copy_dbt_project,
+    copy_world,
+    fresh_settings,
+    open_warehouse,
+    own_database,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -54,21 +61,43 @@ def prepare(settings: Settings, workdir: Path, markets: Mapping[str, pd.DataFram
     return settings
 
 
-@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
-def market_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
+@pytest.fixture(
+    scope="module", params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def built_markets(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Settings]:
     """A warehouse with a noise market (NOISE, component noise_sma at defaults) and a trending
-    market (TREND, component trend_sma running slow, lagging windows in production)."""
-    project = copy_dbt_project(
-        tmp_path / "project",
-        [
-            component("noise_sma", "NOISE"),
-            component("trend_sma", "TREND", {"fast": 60, "slow": 250, "allow_short": True}),
-            component("trend_ml", "TREND", {"model_version": 1}, strategy="ml_signal"),
-        ],
-    )
-    url = request.getfixturevalue("pg_url") if request.param == "postgres" else None
-    with fresh_settings(request.param, tmp_path, project, url) as settings:
-        yield prepare(settings, tmp_path, {"NOISE": noise_market(), "TREND": trending_market()})
+    market (TREND, component trend_sma running slow, lagging windows in production), built once
+    per warehouse (on PostgreSQL in a database of its own: the template of the copies)."""
+    root = tmp_path_factory.mktemp(f"markets_{request.param}")
+    components = [
+        component("noise_sma", "NOISE"),
+        component("trend_sma", "TREND", {"fast": 60, "slow": 250, "allow_short": True}),
+        component("trend_ml", "TREND", {"model_version": 1}, strategy="ml_signal"),
+    ]
+    pg_url = request.getfixturevalue("pg_url") if request.param == "postgres" else None
+    with (
+        own_database(pg_url) as url,
+        markets_world(request.param, root, url, components) as settings,
+    ):
+        yield settings
+
+
+@pytest.fixture
+def market_settings(built_markets: Settings, tmp_path: Path) -> Iterator[Settings]:
+    """A private copy of the built markets."""
+    with copy_world(built_markets, tmp_path) as settings:
+        yield settings
+
+
+@contextmanager
+def markets_world(
+    kind: str, root: Path, pg_url: str | None, components: list[dict[str, Any]]
+) -> Iterator[Settings]:
+    project = copy_dbt_project(root / "project", components)
+    with fresh_settings(kind, root, project, pg_url) as settings:
+        yield prepare(settings, root, {"NOISE": noise_market(), "TREND": trending_market()})
 
 
 def run_row(settings: Settings, run_id: str) -> dict[str, Any]:
@@ -136,14 +165,22 @@ def test_planted_edge_becomes_a_candidate_in_its_region(market_settings: Setting
     assert run_row(market_settings, outcome.run_id)["candidate_version"] == 2
 
 
+@pytest.fixture(scope="module")
+def built_duckdb_market(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    root = tmp_path_factory.mktemp("duckdb_market")
+    components = [
+        component("noise_sma", "NOISE", {"stop_loss": 0.05}),
+        component("trend_sma", "TREND"),
+    ]
+    with markets_world("duckdb", root, None, components) as settings:
+        yield settings
+
+
 @pytest.fixture
-def duckdb_market(tmp_path: Path) -> Iterator[Settings]:
-    project = copy_dbt_project(
-        tmp_path / "project",
-        [component("noise_sma", "NOISE", {"stop_loss": 0.05}), component("trend_sma", "TREND")],
-    )
-    with fresh_settings("duckdb", tmp_path, project) as settings:
-        yield prepare(settings, tmp_path, {"NOISE": noise_market(), "TREND": trending_market()})
+def duckdb_market(built_duckdb_market: Settings, tmp_path: Path) -> Iterator[Settings]:
+    """A private copy of the noise and trend markets on DuckDB (a 5% stop on noise_sma)."""
+    with copy_world(built_duckdb_market, tmp_path) as settings:
+        yield settings
 
 
 def test_a_task_searches_only_the_parameters_it_names(duckdb_market: Settings) -> None:
@@ -296,6 +333,10 @@ def test_a_retrain_task_trains_from_the_feature_mart_and_registers_the_version(
 
     run_dbt(market_settings, "run", select="+fct_bar_features")
     with open_warehouse(market_settings) as wh:
+        # The component trades a model (its system's own, as seeds/component_models.csv says);
+        # without one a retrain task is refused (test_model_applicability).
+        wh.execute("create table component_models (component_id text, model_id text)")
+        wh.execute("insert into component_models values ('noise_sma', 'noise_sma_model')")
         insert_optimization_tasks(
             wh,
             [

@@ -19,24 +19,42 @@ from runner.optimize import SearchOptions, optimize
 from runner.optimize.study import open_storage, storage_config
 from runner.warehouse import connect
 from tests.python.markets import noise_market
-from tests.python.scenarios import PROJECT_DIR, copy_dbt_project, fresh_settings
+from tests.python.scenarios import (
+    PROJECT_DIR,
+    copy_dbt_project,
+    copy_world,
+    fresh_settings,
+    own_database,
+)
 from tests.python.test_optimize import component, prepare
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
 
-@pytest.fixture
-def pg_market(tmp_path: Path, pg_url: str) -> Iterator[Settings]:
+@pytest.fixture(scope="module")
+def built_pg_market(tmp_path_factory: pytest.TempPathFactory, pg_url: str) -> Iterator[Settings]:
+    """The noise market with a fast and a slow strategy, built once in a database of its own."""
+    root = tmp_path_factory.mktemp("pg_market")
     slow = {**component("slow_sma", "NOISE"), "strategy": "tests.python.slow_strategy:SlowSmaCross"}
-    project = copy_dbt_project(tmp_path / "project", [component("noise_sma", "NOISE"), slow])
-    with fresh_settings("postgres", tmp_path, project, pg_url) as settings:
+    project = copy_dbt_project(root / "project", [component("noise_sma", "NOISE"), slow])
+    with (
+        own_database(pg_url) as url,
+        fresh_settings("postgres", root, project, url) as settings,
+    ):
         yield prepare(
             settings.model_copy(
                 update={"optimize_heartbeat_seconds": 1, "optimize_grace_seconds": 3}
             ),
-            tmp_path,
+            root,
             {"NOISE": noise_market()},
         )
+
+
+@pytest.fixture
+def pg_market(built_pg_market: Settings, tmp_path: Path) -> Iterator[Settings]:
+    """A private copy of the built market (its own database)."""
+    with copy_world(built_pg_market, tmp_path) as settings:
+        yield settings
 
 
 def trials_of(settings: Settings, study_name: str) -> list[object]:

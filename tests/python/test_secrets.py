@@ -16,7 +16,6 @@ import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -28,23 +27,21 @@ from runner.audit import AuditTrail, Event
 from runner.cli import main
 from runner.config import Settings
 from runner.cycle import run_cycle
-from runner.dbt import run_dbt
-from runner.deploy.simulate import simulate
 from runner.errors import WarehouseUnavailable
-from runner.ingest import ingest_file
-from runner.optimize.versions import add_candidate, read_components, seed_versions
 from runner.warehouse import connect
 from runner.warehouse.migrations import migrate
-from tests.python.deploy_strategies import momentum_market
 from tests.python.fake_discord import FakeDiscord
-from tests.python.markets import write_bars_csv
-from tests.python.scenarios import PROJECT_DIR, copy_dbt_project, fresh_settings, open_warehouse
+from tests.python.scenarios import (
+    PROJECT_DIR,
+    fresh_settings,
+    momentum_world,
+    runner_environment,
+)
 
 pytestmark = pytest.mark.integration
 
 PASSWORD = "S3cretPw-XYZ"
 TOKEN = "WHtok3n-S3CRET_abcdefghijklmnopqrstuvwxyz0123456789"
-STRATEGY = "tests.python.deploy_strategies:FollowLastBar"
 TASKS = "task_id,task_type,component_id,frequency,priority,config\n"  # OPTIMIZE: none due
 
 
@@ -77,49 +74,16 @@ class World:
 def world(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[World]:
-    """The cycle test's world (a momentum component with production trades and a candidate),
-    its warehouse URL carrying the password, and a local Discord whose token is the secret."""
+    """The cycle test's world (scenarios.py: a momentum component with production trades and a
+    candidate), its warehouse URL carrying the password, and a local Discord whose token is the
+    secret."""
     root = tmp_path_factory.mktemp(f"secrets_{request.param}")
-    component = {
-        "component_id": "mom",
-        "initial_capital": 100000,
-        "periods_per_year": 252,
-        "strategy": STRATEGY,
-        "symbol": "MOM",
-        "params": json.dumps({"follow": 1}),
-        "description": "secrets test",
-    }
-    project = copy_dbt_project(root / "project", [component])
-    tasks = root / "tasks.csv"
-    tasks.write_text(TASKS)
     url = with_password(request.getfixturevalue("pg_url")) if request.param == "postgres" else None
     discord = FakeDiscord(token=TOKEN).start()
     try:
-        with fresh_settings(request.param, root, project, url) as base:
-            settings = base.model_copy(
-                update={
-                    "schedule_tasks_file": tasks,
-                    "log_dir": root / "logs",
-                    "risk_bootstrap_samples": 200,
-                }
-            )
-            bars = write_bars_csv(momentum_market(days=400), "MOM", root / "MOM.csv")
-            with open_warehouse(settings) as wh:
-                assert ingest_file(wh, settings, "bars", bars).rejected == 0
-            run_dbt(settings, "seed", select="components")
-            simulate(settings, "mom", until=datetime(2013, 6, 28))
-            with open_warehouse(settings) as wh, wh.transaction():
-                seed_versions(wh, read_components(wh, "mom"))
-                add_candidate(wh, "mom", STRATEGY, {"follow": 1, "stop_loss": 0.3}, 1, None, "")
+        with momentum_world(request.param, root, url, TASKS) as settings:
             env = {
-                "TRADEBASE_PROJECT_DIR": str(project),
-                "TRADEBASE_ARTIFACT_DIR": str(settings.artifacts),
-                "TRADEBASE_DBT_ARTIFACTS_DIR": str(root),
-                "TRADEBASE_SCHEDULE_TASKS_FILE": str(tasks),
-                "TRADEBASE_LOG_DIR": str(root / "logs"),
-                "TRADEBASE_RISK_BOOTSTRAP_SAMPLES": "200",
-                "TRADEBASE_DUCKDB_PATH": str(settings.duckdb_file),
-                "DATABASE_URL": url or "",
+                **runner_environment(settings),
                 "TRADEBASE_SCHEMA": settings.schema,
                 "DISCORD_WEBHOOK_URL": discord.url,
                 "TRADEBASE_NOTIFY_TIMEOUT_SECONDS": "0.5",
