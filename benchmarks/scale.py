@@ -56,6 +56,7 @@ class Scale:
     minute_days: int = 365
     new_trades: int = 10_000
     late_share: float = 0.1  # of the new trades, exiting on random earlier dates
+    hour_bars: bool = False  # the measured hour also loads the next hour's bars
 
 
 QUICK = Scale(
@@ -215,6 +216,35 @@ def correct_one_trade(wh: Any, trade_id: str, now: datetime) -> None:
     )
 
 
+def next_hour_bars(scale: Scale, seed: int = 9) -> Any:
+    """The bars of the hour after the data ends (--hour-bars): 60 minute bars per minute symbol
+    and the next day's daily bar of every daily symbol."""
+    import numpy as np
+    import pyarrow as pa
+
+    rng = np.random.default_rng(seed)
+    start = np.datetime64(LAST_DAY + timedelta(days=1)).astype("datetime64[m]")
+    tables = []
+    for prefix, n_symbols, times in (
+        ("S", scale.daily_symbols, np.array([start])),
+        ("M", scale.minute_symbols, start + np.arange(60).astype("timedelta64[m]")),
+    ):
+        if n_symbols == 0:
+            continue
+        names = [f"S{i:03d}" if prefix == "S" else f"M{i}" for i in range(n_symbols)]
+        prices = _walk(rng, (n_symbols, len(times)), 0.001)
+        tables.append(
+            pa.table(
+                {
+                    "symbol": np.repeat(names, len(times)),
+                    "ts": np.tile(times.astype("datetime64[us]"), n_symbols),
+                    **prices,
+                }
+            )
+        )
+    return pa.concat_tables(tables)
+
+
 def write_inputs(work: Path, scale: Scale, hours: int) -> float:
     """The Parquet files the phases ingest; returns the seconds it took."""
     import pyarrow.parquet as pq
@@ -226,6 +256,8 @@ def write_inputs(work: Path, scale: Scale, hours: int) -> float:
     pq.write_table(trades(scale.trades, scale, seed=11), work / "trades.parquet")
     for hour in range(hours):
         pq.write_table(hour_batch(scale, hour), work / f"hour_{hour}.parquet")
+    if scale.hour_bars:
+        pq.write_table(next_hour_bars(scale), work / "hour_bars.parquet")
     return time.perf_counter() - start
 
 
@@ -301,10 +333,12 @@ def phase_build(place: Place, full_refresh: bool) -> dict[str, Any]:
     start = time.perf_counter()
     nodes = build_analytics(settings, LAST_DAY, full_refresh=full_refresh)
     seconds = time.perf_counter() - start
+    run_results = settings.dbt_target_dir / "run_results.json"
     return {
         "build_s": seconds,
+        "dbt_s": json.loads(run_results.read_text())["elapsed_time"],
         "nodes": len(nodes),
-        "node_s": node_timings(settings.dbt_target_dir / "run_results.json"),
+        "node_s": node_timings(run_results),
         "peak_gib": _peak_gib(),
     }
 
@@ -316,9 +350,13 @@ def phase_hour(place: Place, hour: int, now: datetime, correct: bool) -> dict[st
 
     settings = place.settings()
     path = Path(place.work) / f"hour_{hour}.parquet"
+    bars = Path(place.work) / "hour_bars.parquet"
     with connect(settings) as wh:
         start = time.perf_counter()
         result = ingest_file(wh, settings, Kind.trades, path, now=now)
+        if correct and bars.exists():
+            loaded = ingest_file(wh, settings, Kind.bars, bars, now=now)
+            assert loaded.rejected == 0, loaded.rejects_by_reason
         if correct:
             with wh.transaction():
                 correct_one_trade(wh, CORRECTED_TRADE, now)
@@ -467,7 +505,9 @@ def render(report: dict[str, Any]) -> str:
         f"{sc['trades']:,} trades, {sc['components']} components, {sc['daily_symbols']} daily"
         f" symbols x {sc['daily_days']} days, {sc['minute_symbols']} minute symbols x"
         f" {sc['minute_days']} days; hour: {sc['new_trades']:,} trades"
-        f" ({sc['late_share']:.0%} late) + 1 corrected; generated in {report['generate_s']:.1f} s",
+        f" ({sc['late_share']:.0%} late) + 1 corrected"
+        f"{' + an hour of bars' if sc.get('hour_bars') else ''};"
+        f" generated in {report['generate_s']:.1f} s",
         f"{'warehouse':<10} {'ingest rows/s':>13} {'full s':>8} {'full GiB':>8}"
         f" {'warm-up s':>9} {'hour ingest s':>13} {'hour build s':>12} {'hour GiB':>8}"
         f" {'build/full':>10} {'+ingest/full':>12} {'verify':>8}",
@@ -501,6 +541,9 @@ def main() -> None:
     parser.add_argument("--minute-symbols", type=int, default=default.minute_symbols)
     parser.add_argument("--minute-days", type=int, default=default.minute_days)
     parser.add_argument("--new-trades", type=int, default=default.new_trades)
+    parser.add_argument(
+        "--hour-bars", action="store_true", help="the measured hour also loads an hour of bars"
+    )
     parser.add_argument("--quick", action="store_true", help="a small smoke run (seconds)")
     parser.add_argument("--warehouses", nargs="+", default=["duckdb", "postgres"])
     parser.add_argument("--postgres", default=DEFAULT_PG_URL, help="PostgreSQL URL")
@@ -519,6 +562,7 @@ def main() -> None:
             minute_symbols=args.minute_symbols,
             minute_days=args.minute_days,
             new_trades=args.new_trades,
+            hour_bars=args.hour_bars,
         )
     report = bench(
         scale,

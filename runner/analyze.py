@@ -50,20 +50,71 @@ class AnalysisResult:
 LONGEST_WINDOW_DAYS = 30  # the marts' longest trailing window (dbt var windows)
 
 
+# Most nodes of a build are small (tests, marts of a few thousand rows): dbt's own per-node work
+# is as much of an hourly build as the warehouse's, and more threads than cores overlap the two.
+DBT_THREADS = 4
+
+
 def build_analytics(
     settings: Settings, as_of: date | None = None, *, full_refresh: bool = False
 ) -> list[NodeResult]:
     """Migrate, then `dbt build` every model and test (seeds included) for the given as-of date.
 
-    The trade-level models are incremental (docs/benchmarks.md, "Scale"): a build recomputes only
-    what new or corrected trades touch; `full_refresh` rebuilds them from the raw tables."""
+    The trade and bar models are incremental (docs/benchmarks.md, "Scale"): a build recomputes
+    only what new, late or corrected rows touch. Without `full_refresh` (the hourly build) the
+    bar models and their tests (tag bars) are left out when no bar was loaded or corrected since
+    they were built, and the tests of an incremental model read the rows loaded within the
+    lookback only. `full_refresh` (the nightly build) rebuilds every model from the raw tables
+    and runs every test on every row."""
     with connect(settings) as wh:
         migrate(wh)
+        bars_changed = full_refresh or bars_changed_since_last_build(wh)
     # DuckDB admits one process-level holder of the file: our connection is closed before dbt runs.
-    dbt_vars = {"as_of_date": as_of.isoformat() if as_of else None}
+    dbt_vars = {
+        "as_of_date": as_of.isoformat() if as_of else None,
+        "data_tests_scope": "all" if full_refresh else "changed",
+    }
     # Unit tests pin the SQL with fixed inputs: the test suite runs them; the hourly build need not.
-    extra = ("--exclude-resource-type", "unit_test", *(("--full-refresh",) if full_refresh else ()))
+    extra: tuple[str, ...] = ("--exclude-resource-type", "unit_test", "--threads", str(DBT_THREADS))
+    if full_refresh:
+        extra += ("--full-refresh",)
+    elif not bars_changed:
+        extra += ("--exclude", "tag:bars")
     return run_dbt(settings, "build", dbt_vars=dbt_vars, extra_args=extra)
+
+
+# The bars per (symbol, loaded_at) in raw_bars and in fct_bar_features, the last of the bar
+# models: a row in one and not the other is a new, late or corrected bar not yet built.
+_BAR_DIGEST_DIFFERENCES = """
+select count(*)
+from (
+    select symbol, loaded_at, count(*) as n_bars from raw_bars group by symbol, loaded_at
+) as raw_digest
+full outer join (
+    select symbol, loaded_at, count(*) as n_bars from fct_bar_features group by symbol, loaded_at
+) as built_digest
+    on raw_digest.symbol = built_digest.symbol
+    and raw_digest.loaded_at = built_digest.loaded_at
+    and raw_digest.n_bars = built_digest.n_bars
+where raw_digest.n_bars is null or built_digest.n_bars is null
+"""
+
+
+def bars_changed_since_last_build(wh: Warehouse) -> bool:
+    """Whether raw_bars holds a bar fct_bar_features was not built from (the same digest the
+    bar models compare, macros/incremental_bars.sql). True when it was never built. Every
+    other bar model is upstream of fct_bar_features: when it is current, so are they."""
+    if not wh.table_exists("fct_bar_features"):
+        return True
+    columns = wh.fetchall(
+        "select column_name from information_schema.columns"
+        " where table_schema = %(schema)s and table_name = 'fct_bar_features'",
+        {"schema": wh.schema},
+    )
+    if ("loaded_at",) not in columns:
+        return True
+    row = wh.fetchone(_BAR_DIGEST_DIFFERENCES)
+    return bool(row and row[0])
 
 
 def latest_performance(wh: Warehouse, component: str | None = None) -> list[dict[str, Any]]:
@@ -79,11 +130,16 @@ def latest_performance(wh: Warehouse, component: str | None = None) -> list[dict
 
 
 def analyze(
-    settings: Settings, as_of: date | None = None, component: str | None = None
+    settings: Settings,
+    as_of: date | None = None,
+    component: str | None = None,
+    *,
+    full_refresh: bool = False,
 ) -> AnalysisResult:
-    """Build the marts, then record this run's IDENTIFY events (for every component) and return
-    the performance, open alerts and recommendations (of `component` only, when given)."""
-    nodes = build_analytics(settings, as_of)
+    """Build the marts (incrementally, or from scratch with every test with `full_refresh`),
+    then record this run's IDENTIFY events (for every component) and return the performance,
+    open alerts and recommendations (of `component` only, when given)."""
+    nodes = build_analytics(settings, as_of, full_refresh=full_refresh)
     with connect(settings) as wh:
         performance = latest_performance(wh, component)
         trail = AuditTrail(wh, secrets=settings.secrets())

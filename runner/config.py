@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     cycle_budget_seconds: float = Field(
         default=2400.0, gt=0, description="Default time budget of one `runner cycle`."
     )
+    cycle_full_refresh_hours: float = Field(
+        default=24.0,
+        ge=0,
+        description="A cycle's ANALYZE rebuilds every model from the raw tables and runs every data test on every row when its last such build is older than this (0: every cycle); the builds between are incremental and test the newly loaded rows.",
+    )
 
     # -- OPTIMIZE: walk-forward search and the gates that refuse overfitting -------------------
     optimize_trials: int = Field(default=100, ge=2, description="Trials per study.")

@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
@@ -130,21 +130,38 @@ def _analyze(ctx: _Context) -> tuple[str, dict[str, Any]]:
 
     if ctx.dry_run:
         return "Would rebuild the marts with dbt build (skipped in a dry run).", {}
+    full = _full_refresh_due(ctx.settings)
     with _one_build_at_a_time(ctx.settings):
-        nodes = build_analytics(ctx.settings, ctx.as_of)
+        nodes = build_analytics(ctx.settings, ctx.as_of, full_refresh=full)
     errors = [n for n in nodes if n.status == "error"]
     failures = [n for n in nodes if n.status in ("fail", "warn")]
     if errors:
         names = ", ".join(n.name for n in errors[:5])
         raise ConfigError(f"dbt build failed on {len(errors)} node(s): {names}.")
     built = sum(1 for n in nodes if n.resource_type == "model" and n.status == "success")
-    summary = f"Built {built} models"
+    summary = f"Built {built} models" + (" from the raw tables (full refresh)" if full else "")
     if failures:
         summary += f"; {len(failures)} data test(s) failed or warned"
     return summary + ".", {
         "models_built": built,
         "tests_failed": [n.name for n in failures],
+        "full_refresh": full,
     }
+
+
+def _full_refresh_due(settings: Settings) -> bool:
+    """Whether this cycle's build is the periodic one from scratch: the hourly builds are
+    incremental and test only the rows loaded since (docs/benchmarks.md, "Scale"), so every
+    `cycle_full_refresh_hours` every model is rebuilt and every row tested."""
+    hours = settings.cycle_full_refresh_hours
+    if hours == 0:
+        return True
+    since = datetime.now(UTC) - timedelta(hours=hours)
+    with connect(settings) as wh:
+        done = read_events(wh, event_types=["cycle_step_completed"], since=since)
+    return not any(
+        e.metrics.get("step") == "analyze" and e.metrics.get("full_refresh") for e in done
+    )
 
 
 @contextmanager
@@ -518,10 +535,13 @@ def _record_step(
                 {"step": outcome.name, "seconds": outcome.seconds},
             )
         else:
+            metrics: dict[str, Any] = {"step": outcome.name, "seconds": outcome.seconds}
+            if outcome.details.get("full_refresh"):
+                metrics["full_refresh"] = True  # the next one is due a day later
             end = Event(
                 "cycle_step_completed",
                 f"The {outcome.name} step of cycle {cycle_id} completed: {outcome.summary}",
-                {"step": outcome.name, "seconds": outcome.seconds},
+                metrics,
             )
         with wh.transaction():
             stored = AuditTrail(wh, run_id=cycle_id, secrets=settings.secrets()).record([end])

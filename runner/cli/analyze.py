@@ -44,6 +44,14 @@ def analyze_command(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print metrics, alerts and recommendations as JSON.")
     ] = False,
+    full_refresh: Annotated[
+        bool,
+        typer.Option(
+            "--full-refresh",
+            help="Rebuild every model from the raw tables and run every data test on every row "
+            "(the nightly build; the default build is incremental).",
+        ),
+    ] = False,
 ) -> None:
     """Build the marts; print metrics, alerts and recommendations.
 
@@ -52,11 +60,11 @@ def analyze_command(
     settings = settings_of(ctx)
     as_of_date = parse_date(as_of)
     if as_json:
-        result = analyze(settings, as_of_date, component)
+        result = analyze(settings, as_of_date, component, full_refresh=full_refresh)
         typer.echo(to_json(result_dict(result)))
         return
     with console.status("Building the analytics marts (dbt build)…"):
-        result = analyze(settings, as_of_date, component)
+        result = analyze(settings, as_of_date, component, full_refresh=full_refresh)
     if not result.performance:
         console.print(
             "No performance rows: ingest trades first (runner ingest trades FILE) and check that "

@@ -13,6 +13,7 @@ import pytest
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
+from runner.audit import read_events
 from runner.cli import app
 from runner.config import Settings
 from runner.cycle import parse_steps, run_cycle
@@ -115,6 +116,23 @@ def test_a_cycle_runs_the_four_steps_and_delivers_its_notifications(world: Setti
     with connect(world) as wh:
         left = wh.fetchall("select status, count(*) from notification_outbox group by status")
     assert dict(left) == {"sent": len(discord.accepted)}
+
+
+def test_the_build_is_from_scratch_once_a_day_and_incremental_between(world: Settings) -> None:
+    """The first cycle rebuilds every model and tests every row; the next, within
+    cycle_full_refresh_hours, builds incrementally (docs/benchmarks.md, "Scale")."""
+    first = run_cycle(world, steps=("analyze",))
+    second = run_cycle(world, steps=("analyze",))
+    assert first.steps[0].details["full_refresh"] is True, first.steps[0]
+    assert "full refresh" in first.steps[0].summary
+    assert second.steps[0].details["full_refresh"] is False, second.steps[0]
+    with connect(world) as wh:
+        marked = [
+            e.run_id
+            for e in read_events(wh, event_types=["cycle_step_completed"])
+            if e.metrics.get("full_refresh")
+        ]
+    assert marked == [first.cycle_id]
 
 
 def test_a_failed_step_is_recorded_and_the_independent_steps_still_run(world: Settings) -> None:

@@ -58,6 +58,7 @@ CONTRACT = {
     "forward_return": "double precision",
     "label": "integer",
     "label_resolved_at": "timestamp",
+    "loaded_at": "timestamp",
 }
 # Cut times for the look-ahead checks, besides the trend-flip cut (trend_flip_cut). Daily (GOOG,
 # with regimes known): the planted-leak test uses both, the no-look-ahead test the second. Hourly

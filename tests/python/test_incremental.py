@@ -2,11 +2,12 @@
 
 Scenario: three components trade two symbols for 90 days; the warehouse is built. Two hours of
 changes then arrive through `runner ingest`, each followed by an incremental `dbt build`: late
-trades for dates months back and new trades; then more new trades, yesterday's daily bar (which
-changes the regime at entry of today's trades) and one trade corrected in place (new exit price
-and exit date, new loaded_at). Every mart must equal a `--full-refresh` build of the same raw rows
-in a second DuckDB file or PostgreSQL schema, and the last build must have rewritten only the
-trades those changes touch.
+trades for dates months back, new trades and a late daily bar of one symbol (a gap 100 days back
+filled); then more new trades, yesterday's daily bar of both symbols (which changes the regime at
+entry of today's trades), one trade corrected in place (new exit price and exit date, new
+loaded_at) and one bar corrected in place. Every mart must equal a `--full-refresh` build of the
+same raw rows in a second DuckDB file or PostgreSQL schema, and each build must have rewritten
+only the trades and bars those changes touch.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from benchmarks.scale import mart_differences, mart_names
-from runner.analyze import build_analytics
+from runner.analyze import bars_changed_since_last_build, build_analytics
 from runner.config import Settings
+from runner.dbt import NodeResult
 from runner.ingest import Kind, ingest_file
 from runner.warehouse import Warehouse, connect
 from tests.python.scenarios import Bar, Dataset, copy_dbt_project, fresh_settings, open_warehouse
@@ -53,12 +55,24 @@ def closes(symbol: str) -> np.ndarray:
     return 100 * np.exp(np.cumsum(rng.normal(0.0005, vol)))
 
 
+LATE_BAR = ("AAA", 100)  # (symbol, days before AS_OF): missing from the base load, loaded in hour A
+CORRECTED_BAR = ("BBB", 2)  # corrected in hour B
+
+
+def base_bars(symbol: str) -> list[Bar]:
+    """A symbol's daily bars up to the day before yesterday (yesterday's arrives in hour B)."""
+    series = closes(symbol)[:-1]
+    return [bar(symbol, day(len(series) + 1 - i), c) for i, c in enumerate(series)]
+
+
 def base_dataset() -> Dataset:
-    """Bars up to the day before yesterday; trades for the last 90 days, today's included."""
+    """Bars up to the day before yesterday, but for the late one; trades for the last 90 days,
+    today's included."""
     ds = Dataset()
     for symbol in SYMBOLS:
-        series = closes(symbol)[:-1]
-        ds.bars += [bar(symbol, day(len(series) + 1 - i), c) for i, c in enumerate(series)]
+        ds.bars += [
+            b for b in base_bars(symbol) if (symbol, (AS_OF - b.ts.date()).days) != LATE_BAR
+        ]
     rng = np.random.default_rng(5)
     for component, symbol in COMPONENTS.items():
         ds.add_component(component, 100_000.0)
@@ -69,8 +83,10 @@ def base_dataset() -> Dataset:
 
 # (component, days before AS_OF, exit hour) of each hour's trades
 HOUR_A = [("gamma", 30, 11), ("alpha", 75, 12), ("beta", 120, 13), ("alpha", 0, 10)]
+HOUR_T = [("beta", 0, 15), ("gamma", 0, 16)]  # an hour with trades only
 HOUR_B = [("alpha", 0, 17), ("alpha", 0, 18), ("beta", 0, 17), ("gamma", 0, 19)]
-HOUR_A_AT = datetime(2024, 6, 30, 12, 0)  # ingest times: 13 h apart, beyond the 2 h lookback
+HOUR_A_AT = datetime(2024, 6, 30, 12, 0)  # ingest times: 6-7 h apart, beyond the 2 h lookback
+HOUR_T_AT = datetime(2024, 6, 30, 18, 0)
 HOUR_B_AT = datetime(2024, 7, 1, 1, 0)
 
 
@@ -98,9 +114,20 @@ def trades_file(path: Path, prefix: str, specs: list[tuple[str, int, int]]) -> P
 
 def apply_hour_a(settings: Settings, workdir: Path) -> None:
     path = trades_file(workdir / "hour_a.parquet", "a", HOUR_A)
+    symbol, n_days = LATE_BAR
+    late = [b.__dict__ for b in base_bars(symbol) if b.ts.date() == day(n_days)]
+    bars_path = workdir / "hour_a_bars.parquet"
+    pq.write_table(pa.Table.from_pylist(late), bars_path)
     with connect(settings) as wh:
         result = ingest_file(wh, settings, Kind.trades, path, now=HOUR_A_AT)
+        assert ingest_file(wh, settings, Kind.bars, bars_path, now=HOUR_A_AT).inserted == 1
     assert result.inserted == len(HOUR_A)
+
+
+def apply_hour_t(settings: Settings, workdir: Path) -> None:
+    path = trades_file(workdir / "hour_t.parquet", "t", HOUR_T)
+    with connect(settings) as wh:
+        assert ingest_file(wh, settings, Kind.trades, path, now=HOUR_T_AT).inserted == len(HOUR_T)
 
 
 def apply_hour_b(settings: Settings, workdir: Path) -> None:
@@ -117,6 +144,12 @@ def apply_hour_b(settings: Settings, workdir: Path) -> None:
             " '1 day', exit_ts = exit_ts - interval '1 day', loaded_at = %(now)s"
             " where trade_id = %(id)s",
             {"id": CORRECTED, "now": HOUR_B_AT},
+        )
+        # A corrected bar: a new close (and high), stamped with the time of the correction.
+        wh.execute(
+            "update raw_bars set close = close * 1.005, high = high * 1.005, loaded_at = %(now)s"
+            " where symbol = %(symbol)s and ts = %(ts)s",
+            {"symbol": CORRECTED_BAR[0], "ts": day(CORRECTED_BAR[1]), "now": HOUR_B_AT},
         )
 
 
@@ -143,17 +176,39 @@ def compared_places(wh: Warehouse, full: Settings) -> tuple[Place, Place]:
 @dataclass
 class Outcome:
     differences: list[str]
-    recomputed: int
+    recomputed: int  # trades the last build rewrote
     trades: int
+    bars_rewritten: list[int]  # fct_bar_features rows each hour's build rewrote
+    bars_changed: list[bool]  # bars_changed_since_last_build before each hour's build, and after
+    bar_nodes: list[int]  # bar models and their data tests each build ran, the first included
 
 
-def recomputed_trades(settings: Settings) -> int:
-    """Rows the last build's fct_trades select produced: the trades it rewrote."""
-    compiled = next(settings.dbt_target_dir.rglob("compiled/**/fct_trades.sql")).read_text()
+def rewritten(settings: Settings, model: str) -> int:
+    """Rows the last build's select of an incremental model produced: the rows it rewrote."""
+    compiled = next(settings.dbt_target_dir.rglob(f"compiled/**/{model}.sql")).read_text()
     with connect(settings) as wh:
         row = wh.fetchone(f"select count(*) from ({compiled}) as rewritten")
     assert row is not None
     return int(row[0])
+
+
+def bars_changed(settings: Settings) -> bool:
+    with connect(settings) as wh:
+        return bars_changed_since_last_build(wh)
+
+
+BAR_MODELS = (
+    "stg_raw__bars",
+    "int_bars_aggregated_to_daily",
+    "int_market_regimes",
+    "int_bar_",
+    "fct_bar_features",
+)
+
+
+def bar_nodes(nodes: list[NodeResult]) -> int:
+    """Bar models (tag bars) and their data tests among a build's nodes."""
+    return sum(1 for n in nodes if any(m in n.name for m in BAR_MODELS))
 
 
 @pytest.fixture(
@@ -167,15 +222,20 @@ def outcome(
     project = copy_dbt_project(workdir / "project", ds.components)
     pg_url = request.getfixturevalue("pg_url") if request.param == "postgres" else None
     marts = mart_names(project)
+    rewritten_bars: list[int] = []
     with fresh_settings(request.param, workdir / "incr", project, pg_url) as incr:
         with open_warehouse(incr) as wh:
             ds.load(wh)
-        build_analytics(incr, AS_OF)
-        apply_hour_a(incr, workdir)
-        build_analytics(incr, AS_OF)
-        apply_hour_b(incr, workdir)
-        build_analytics(incr, AS_OF)
-        recomputed = recomputed_trades(incr)
+        built = [build_analytics(incr, AS_OF)]
+        changed = []
+        for hour in (apply_hour_a, apply_hour_t, apply_hour_b):
+            hour(incr, workdir)
+            changed.append(bars_changed(incr))
+            built.append(build_analytics(incr, AS_OF))
+            ran = any(n.name == "fct_bar_features" for n in built[-1])
+            rewritten_bars.append(rewritten(incr, "fct_bar_features") if ran else 0)
+        changed.append(bars_changed(incr))
+        recomputed = rewritten(incr, "fct_trades")
         with fresh_settings(request.param, workdir / "full", project, pg_url) as full:
             if request.param == "duckdb":
                 full.duckdb_file.parent.mkdir(parents=True, exist_ok=True)
@@ -187,7 +247,14 @@ def outcome(
                 left, right = compared_places(wh, full)
                 differences = mart_differences(wh, left, right, marts)
                 trades = wh.fetchone("select count(*) from fct_trades")
-        yield Outcome(differences, recomputed, int(trades[0]) if trades else 0)
+        yield Outcome(
+            differences,
+            recomputed,
+            int(trades[0]) if trades else 0,
+            rewritten_bars,
+            changed,
+            [bar_nodes(nodes) for nodes in built],
+        )
 
 
 def test_every_mart_of_the_incremental_build_equals_a_full_refresh(outcome: Outcome) -> None:
@@ -195,10 +262,37 @@ def test_every_mart_of_the_incremental_build_equals_a_full_refresh(outcome: Outc
 
 
 def test_the_incremental_build_rewrites_only_the_changed_trades(outcome: Outcome) -> None:
-    """The last build rewrites the trades loaded within the lookback (both hours), the corrected
-    one, and the base trades entered today, whose regime yesterday's new bar changes: about 20
-    of the ~540 trades in the warehouse."""
-    base = base_dataset().trades
-    base_today = sum(1 for t in base if t.entry_ts.date() == AS_OF and t.trade_id != CORRECTED)
-    assert outcome.recomputed == len(HOUR_A) + len(HOUR_B) + 1 + base_today
-    assert outcome.trades == len(base) + len(HOUR_A) + len(HOUR_B)
+    """The last build rewrites the trades loaded within the lookback (hours T and B), the
+    corrected one, and every trade entered from yesterday on, whose regime at entry the new
+    and the corrected bars (yesterday's, the day before's) may change: about 30 of ~550."""
+    loaded = [f"t-{i}" for i in range(len(HOUR_T))] + [f"b-{i}" for i in range(len(HOUR_B))]
+    entered = [t.trade_id for t in base_dataset().trades if t.entry_ts.date() >= day(1)] + [
+        f"a-{i}" for i, (_, n_days, _) in enumerate(HOUR_A) if n_days <= 1
+    ]
+    assert outcome.recomputed == len({*loaded, *entered, CORRECTED})
+    n_base = len(base_dataset().trades)
+    assert outcome.trades == n_base + len(HOUR_A) + len(HOUR_T) + len(HOUR_B)
+
+
+def test_the_bar_models_rewrite_only_the_changed_symbols_from_their_first_changed_bar(
+    outcome: Outcome,
+) -> None:
+    """Hour A's late bar (AAA, 100 days back) rewrites AAA's feature rows from h = 5 bars
+    before it on (their labels look ahead into it) and none of BBB's; the trades-only hour
+    rewrites nothing; hour B's new bars and BBB's corrected bar the day before rewrite AAA from
+    5 bars before yesterday and BBB from 5 bars before the day before yesterday on."""
+    horizon = 5
+    late_symbol, late_days = LATE_BAR
+    hour_a = late_days + horizon - 1  # bars from day(late + h) to day(2), one a day
+    hour_b = (1 + horizon) + (CORRECTED_BAR[1] + horizon)
+    assert late_symbol == "AAA" and CORRECTED_BAR[0] == "BBB"
+    assert outcome.bars_rewritten == [hour_a, 0, hour_b]
+
+
+def test_the_bar_models_and_tests_run_only_when_bars_changed(outcome: Outcome) -> None:
+    """Bars changed before hours A and B, not before the trades-only hour nor after B; the
+    hourly build then leaves out the bar models and their data tests, the others run them."""
+    assert outcome.bars_changed == [True, False, True, False]
+    first, hour_a, hour_t, hour_b = outcome.bar_nodes
+    assert first > 10 and hour_a == first and hour_b == first
+    assert hour_t == 0

@@ -1,11 +1,28 @@
 -- One row per bar: the forward label over h = var feature_label_horizon_bars bars and the time
 -- it resolves, t1 = bar_at of bar t+h (AFML ch. 7). The one model that may look ahead: its
 -- columns are the label, never a feature (docs/features.md). NULL while bar t+h is not loaded.
+-- Incremental per symbol (macros/incremental_bars.sql): a symbol's rows from h bars before its
+-- first changed bar on (their labels look h bars ahead); nothing when no bar arrived.
+{{ config(
+    materialized='incremental',
+    unique_key=['symbol', 'bar_at'],
+    incremental_strategy='symbol_range',
+    on_schema_change='append_new_columns',
+    pre_hook="{{ tradebase.delete_vanished_symbols(ref('int_bar_returns')) }}",
+    indexes=[{'columns': ['symbol', 'bar_at'], 'unique': true}] if target.type == 'postgres' else [],
+) }}
+{%- set recomputed = tradebase.bars_before(
+    tradebase.bars_changed(ref('int_bar_returns')),
+    tradebase.feature_label_horizon_bars(),
+    ref('int_bar_returns'),
+) %}
+
 with
 
 bar_returns as (
 
     select * from {{ ref('int_bar_returns') }}
+    where {{ tradebase.bars_from(recomputed) }}
 
 ),
 
@@ -18,7 +35,8 @@ ahead as (
         lead(close_price, {{ tradebase.feature_label_horizon_bars() }}) {{ tradebase.bars_window() }}
             as horizon_close_price,
         lead(bar_at, {{ tradebase.feature_label_horizon_bars() }}) {{ tradebase.bars_window() }}
-            as label_resolved_at
+            as label_resolved_at,
+        loaded_at
 
     from bar_returns
 
@@ -30,7 +48,8 @@ forward_returns as (
         symbol,
         bar_at,
         horizon_close_price / close_price - 1 as forward_return,
-        label_resolved_at
+        label_resolved_at,
+        loaded_at
 
     from ahead
 
@@ -50,7 +69,8 @@ final as (
                 when forward_return <= 0 then 0
             end as integer
         ) as label,  -- noqa: RF04
-        label_resolved_at
+        label_resolved_at,
+        loaded_at
 
     from forward_returns
 

@@ -4,11 +4,25 @@
 -- the SMA: close / mean(last k closes) - 1. RSI: Cutler's SMA variant over 14 changes,
 -- 100 * sum(gains) / (sum(gains) + sum(losses)), 50 when all 14 changes are zero. Volume
 -- z-score: against the mean and stddev of the 20 bars before this one, NULL if they are flat.
+-- Incremental per symbol (macros/incremental_bars.sql): a symbol's rows from the bar before its
+-- first changed bar on, reading the 199 bars before that the longest (200-bar) frame needs.
+{{ config(
+    materialized='incremental',
+    unique_key=['symbol', 'bar_at'],
+    incremental_strategy='symbol_range',
+    on_schema_change='append_new_columns',
+    pre_hook="{{ tradebase.delete_vanished_symbols(ref('int_bar_returns')) }}",
+    indexes=[{'columns': ['symbol', 'bar_at'], 'unique': true}] if target.type == 'postgres' else [],
+) }}
+{%- set changed = tradebase.bars_changed(ref('int_bar_returns')) %}
+{%- set written = tradebase.bars_before(changed, 1, ref('int_bar_returns')) %}
+
 with
 
 bar_returns as (
 
     select * from {{ ref('int_bar_returns') }}
+    where {{ tradebase.bars_from(tradebase.bars_before(changed, 200, ref('int_bar_returns'))) }}
 
 ),
 
@@ -36,7 +50,8 @@ windows as (
         {{ tradebase.trailing('avg', 'volume', 20, skip=1) }} as volume_mean_prev_20,
         {{ tradebase.trailing('stddev_samp', 'volume', 20, skip=1) }} as volume_stddev_prev_20,
         {{ tradebase.trailing('max', 'volume', 20, skip=1) }} as volume_max_prev_20,
-        {{ tradebase.trailing('min', 'volume', 20, skip=1) }} as volume_min_prev_20
+        {{ tradebase.trailing('min', 'volume', 20, skip=1) }} as volume_min_prev_20,
+        loaded_at
 
     from bar_returns
 
@@ -69,9 +84,11 @@ final as (
             when volume is not null and volume_max_prev_20 > volume_min_prev_20
                 then (volume - volume_mean_prev_20) / volume_stddev_prev_20
         end as f_volume_z_20,
-        (high_price - low_price) / close_price as f_range_1
+        (high_price - low_price) / close_price as f_range_1,
+        loaded_at
 
     from windows
+    where {{ tradebase.bars_from(written) }}
 
 )
 

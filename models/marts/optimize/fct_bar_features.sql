@@ -2,11 +2,29 @@
 -- and bar, every f_ column computed from bars with bar_at <= this bar_at only, the regime of
 -- the previous daily bar, and the forward label with the time t1 it resolves (AFML ch. 7).
 -- Features are double precision, NULL while their history is short (never NaN, never 0-filled).
+-- Incremental per symbol (macros/incremental_bars.sql): a symbol's rows from h bars before its
+-- first changed bar on (the labels of those look ahead into it; the regimes of later dates
+-- follow from its daily bar); nothing when no bar arrived.
+{{ config(
+    materialized='incremental',
+    unique_key=['symbol', 'bar_at'],
+    incremental_strategy='symbol_range',
+    on_schema_change='append_new_columns',
+    pre_hook="{{ tradebase.delete_vanished_symbols(ref('int_bar_rolling_features')) }}",
+    indexes=[{'columns': ['symbol', 'bar_at'], 'unique': true}] if target.type == 'postgres' else [],
+) }}
+{%- set recomputed = tradebase.bars_before(
+    tradebase.bars_changed(ref('int_bar_rolling_features')),
+    tradebase.feature_label_horizon_bars(),
+    ref('int_bar_rolling_features'),
+) %}
+
 with
 
 rolling_features as (
 
     select * from {{ ref('int_bar_rolling_features') }}
+    where {{ tradebase.bars_from(recomputed) }}
 
 ),
 
@@ -19,6 +37,7 @@ regimes as (
 labels as (
 
     select * from {{ ref('int_bar_labels') }}
+    where {{ tradebase.bars_from(recomputed) }}
 
 ),
 
@@ -61,7 +80,8 @@ final as (
         labels.label_horizon_bars,
         cast(labels.forward_return as double precision) as forward_return,
         labels.label,
-        labels.label_resolved_at
+        labels.label_resolved_at,
+        cast(rolling_features.loaded_at as timestamp) as loaded_at
 
     from rolling_features
     inner join labels
