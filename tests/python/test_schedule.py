@@ -132,7 +132,14 @@ def _runner(settings: Settings, log: Path, *args: str, **extra: str) -> subproce
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A terminal's runner hears Ctrl-C even when the suite itself was started in the
+        # background of a script (which leaves SIGINT ignored, and children inherit that).
+        preexec_fn=_hear_sigint,
     )
+
+
+def _hear_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _executions(log: Path) -> list[tuple[str, int, int]]:

@@ -193,7 +193,7 @@ def test_analyze_prints_alerts_and_recommendations_after_the_metrics_and_records
     """dbt is replaced by fixture marts; everything after the build is the real path."""
     _fake_build(settings)
     node = NodeResult("mart_performance", "model", "success", "")
-    monkeypatch.setattr("runner.analyze.build_analytics", lambda s, as_of=None: [node])
+    monkeypatch.setattr("runner.analyze.build_analytics", lambda s, as_of=None, **_: [node])
 
     code, output = cli(settings, "analyze")
     out = _flat(output)
