@@ -49,7 +49,7 @@ def analyze_command(
         typer.Option(
             "--full-refresh",
             help="Rebuild every model from the raw tables and run every data test on every row "
-            "(the nightly build; the default build is incremental).",
+            "(`runner cycle` does it once a day; the default build is incremental).",
         ),
     ] = False,
 ) -> None:
