@@ -6,6 +6,8 @@ The metrics and rules themselves are SQL (models/marts); this module only orches
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -55,6 +57,20 @@ LONGEST_WINDOW_DAYS = 30  # the marts' longest trailing window (dbt var windows)
 DBT_THREADS = 4
 
 
+@contextmanager
+def one_build_at_a_time(settings: Settings) -> Iterator[None]:
+    """dbt rebuilds the marts in place through temporary relations of fixed names, so two builds
+    of one PostgreSQL schema at once (overlapping cycles, `runner analyze` beside a cycle) fail
+    each other: a build waits for the other, then builds. DuckDB lets one process write the file
+    anyway."""
+    if settings.dialect != "postgres":
+        yield
+        return
+    with connect(settings) as wh:  # the session lock goes with this connection
+        wh.execute("select pg_advisory_lock(hashtext(%(k)s))", {"k": f"tb:dbt:{settings.schema}"})
+        yield
+
+
 def build_analytics(
     settings: Settings, as_of: date | None = None, *, full_refresh: bool = False
 ) -> list[NodeResult]:
@@ -64,8 +80,13 @@ def build_analytics(
     only what new, late or corrected rows touch. Without `full_refresh` (the hourly build) the
     bar models and their tests (tag bars) are left out when no bar was loaded or corrected since
     they were built, and the tests of an incremental model read the rows loaded within the
-    lookback only. `full_refresh` (the nightly build) rebuilds every model from the raw tables
+    lookback only. `full_refresh` (the cycle's daily build) rebuilds every model from the raw tables
     and runs every test on every row."""
+    with one_build_at_a_time(settings):
+        return _build(settings, as_of, full_refresh)
+
+
+def _build(settings: Settings, as_of: date | None, full_refresh: bool) -> list[NodeResult]:
     with connect(settings) as wh:
         migrate(wh)
         bars_changed = full_refresh or bars_changed_since_last_build(wh)

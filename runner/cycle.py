@@ -131,8 +131,7 @@ def _analyze(ctx: _Context) -> tuple[str, dict[str, Any]]:
     if ctx.dry_run:
         return "Would rebuild the marts with dbt build (skipped in a dry run).", {}
     full = _full_refresh_due(ctx.settings)
-    with _one_build_at_a_time(ctx.settings):
-        nodes = build_analytics(ctx.settings, ctx.as_of, full_refresh=full)
+    nodes = build_analytics(ctx.settings, ctx.as_of, full_refresh=full)
     errors = [n for n in nodes if n.status == "error"]
     failures = [n for n in nodes if n.status in ("fail", "warn")]
     if errors:
@@ -162,19 +161,6 @@ def _full_refresh_due(settings: Settings) -> bool:
     return not any(
         e.metrics.get("step") == "analyze" and e.metrics.get("full_refresh") for e in done
     )
-
-
-@contextmanager
-def _one_build_at_a_time(settings: Settings) -> Iterator[None]:
-    """dbt rebuilds the marts in place through temporary relations of fixed names, so two builds
-    of one PostgreSQL schema at once (overlapping cycles) fail each other: a cycle waits for the
-    other's build, then builds. DuckDB lets one process write the file anyway."""
-    if settings.dialect != "postgres":
-        yield
-        return
-    with connect(settings) as wh:  # the session lock goes with this connection
-        wh.execute("select pg_advisory_lock(hashtext(%(k)s))", {"k": f"tb:dbt:{settings.schema}"})
-        yield
 
 
 def _identify(ctx: _Context) -> tuple[str, dict[str, Any]]:
