@@ -329,3 +329,27 @@ class PostgresParams:
             password=unquote(parts.password or ""),
             dbname=unquote(parts.path.strip("/")),
         )
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment (and `overrides`), or a ConfigError naming each variable
+    that is wrong and why; the values themselves are not repeated (some are secrets)."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = str(error["loc"][0]) if error["loc"] else "settings"
+            field_info = Settings.model_fields.get(name)
+            alias = field_info.validation_alias if field_info is not None else None
+            variable = (
+                alias.choices[0]
+                if isinstance(alias, AliasChoices) and isinstance(alias.choices[0], str)
+                else f"TRADEBASE_{name.upper()}"
+            )
+            problems.append(f"{variable}: {error['msg']}")
+        raise ConfigError(
+            "Invalid setting(s): " + "; ".join(problems) + " (docs/configuration.md lists them)."
+        ) from None

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from runner.config import Settings
+from runner.config import Settings, load_settings
 from runner.warehouse import Warehouse, connect
 from runner.warehouse.migrations import LATEST, migrate
 
@@ -48,7 +48,7 @@ def _global(
     overrides: dict[str, object] = {}
     if duckdb_path is not None:
         overrides["duckdb_path"] = duckdb_path
-    ctx.obj = Settings(**overrides)  # type: ignore[arg-type]
+    ctx.obj = load_settings(**overrides)
 
 
 def settings_of(ctx: typer.Context) -> Settings:
