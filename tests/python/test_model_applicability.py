@@ -25,10 +25,11 @@ from tests.python.test_optimize import component, prepare
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def rule_only(tmp_path: Path) -> Iterator[Settings]:
+@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def rule_only(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
     project = copy_dbt_project(tmp_path / "project", [component("trend_sma", "TREND")])
-    with fresh_settings("duckdb", tmp_path, project) as settings:
+    url = request.getfixturevalue("pg_url") if request.param == "postgres" else None
+    with fresh_settings(request.param, tmp_path, project, url) as settings:
         prepare(settings, tmp_path, {"TREND": trending_market()})
         with open_warehouse(settings) as wh:
             insert_optimization_tasks(
