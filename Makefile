@@ -9,7 +9,7 @@ export DO_NOT_TRACK := 1
 
 # uv installs what pip would (the same pins from pyproject.toml) in seconds rather than a minute
 # and more: the first `make demo` on a fresh clone is mostly installing.
-UV_INSTALL = $(BIN)/uv pip install --quiet --python $(BIN)/python
+UV_INSTALL = $(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
