@@ -6,10 +6,12 @@ The metrics and rules themselves are SQL (models/marts); this module only orches
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from runner.audit import AuditTrail, StoredEvent
@@ -77,18 +79,26 @@ def build_analytics(
     """Migrate, then `dbt build` every model and test (seeds included) for the given as-of date.
 
     The trade and bar models are incremental (docs/benchmarks.md, "Scale"): a build recomputes
-    only what new, late or corrected rows touch. Without `full_refresh` (the hourly build) the
-    bar models and their tests (tag bars) are left out when no bar was loaded or corrected since
-    they were built, and the tests of an incremental model read the rows loaded within the
-    lookback only. `full_refresh` (the cycle's daily build) rebuilds every model from the raw tables
-    and runs every test on every row."""
+    only what new, late or corrected rows touch. An incremental build (the hourly one) leaves
+    out the staging views and the seeds, and the bar models when no bar was loaded or corrected
+    since they were built (with their tests: tag bars), and the tests of an incremental model
+    read the rows loaded within the lookback only. A full build rebuilds every model from the
+    raw tables and runs every test on every row: with `full_refresh` (the cycle's daily build,
+    `runner analyze --full-refresh`), and by itself when the project's files differ from those
+    of the schema's last full build (table analytics_builds: an upgrade, an edited seed or
+    model) or the schema was never built."""
     with one_build_at_a_time(settings):
         return _build(settings, as_of, full_refresh)
 
 
 def _build(settings: Settings, as_of: date | None, full_refresh: bool) -> list[NodeResult]:
+    fingerprint = project_fingerprint(settings.project)
     with connect(settings) as wh:
         migrate(wh)
+        # A schema built by another version of the project (an upgrade, an edited seed or
+        # model) is rebuilt whole: an incremental model cannot tell which of its rows the
+        # change touches. The first build of a schema is a full one anyway.
+        full_refresh = full_refresh or last_build_fingerprint(wh) != fingerprint
         bars_changed = full_refresh or bars_changed_since_last_build(wh)
     # DuckDB admits one process-level holder of the file: our connection is closed before dbt runs.
     dbt_vars = {
@@ -99,32 +109,69 @@ def _build(settings: Settings, as_of: date | None, full_refresh: bool) -> list[N
     extra: tuple[str, ...] = ("--exclude-resource-type", "unit_test", "--threads", str(DBT_THREADS))
     if full_refresh:
         extra += ("--full-refresh",)
-    elif not bars_changed:
-        extra += ("--exclude", "tag:bars")
-    return run_dbt(settings, "build", dbt_vars=dbt_vars, extra_args=extra)
+    else:
+        # Same project as the last build: the staging views over the raw tables (same SQL) and
+        # the seeds (same files) are as it left them, and so is every bar model when no bar
+        # changed, and then the views over them too. (PostgreSQL drops the views over a table
+        # dbt rebuilds: a view over int_market_regimes is rebuilt with it.) `cautious` keeps the
+        # tests of a rebuilt model against a seed (relationships to components), which the
+        # default would leave out with the seed.
+        excluded = ["path:models/staging", "resource_type:seed"]
+        if not bars_changed:
+            excluded += ["tag:bars", "config.materialized:view"]
+        extra += ("--exclude", *excluded, "--indirect-selection", "cautious")
+    nodes = run_dbt(settings, "build", dbt_vars=dbt_vars, extra_args=extra)
+    if full_refresh:
+        with connect(settings) as wh, wh.transaction():
+            wh.execute("delete from analytics_builds")
+            wh.execute(
+                "insert into analytics_builds (fingerprint, built_at) values (%(f)s, %(t)s)",
+                {"f": fingerprint, "t": datetime.now(UTC).replace(tzinfo=None)},
+            )
+    return nodes
 
 
-# The bars per (symbol, loaded_at) in raw_bars and in fct_bar_features, the last of the bar
-# models: a row in one and not the other is a new, late or corrected bar not yet built.
-_BAR_DIGEST_DIFFERENCES = """
-select count(*)
-from (
-    select symbol, loaded_at, count(*) as n_bars from raw_bars group by symbol, loaded_at
-) as raw_digest
-full outer join (
-    select symbol, loaded_at, count(*) as n_bars from fct_bar_features group by symbol, loaded_at
-) as built_digest
-    on raw_digest.symbol = built_digest.symbol
-    and raw_digest.loaded_at = built_digest.loaded_at
-    and raw_digest.n_bars = built_digest.n_bars
-where raw_digest.n_bars is null or built_digest.n_bars is null
+# What a build's relations depend on besides the raw rows.
+_PROJECT_FILES = ("dbt_project.yml", "models", "macros", "seeds", "tests/dbt")
+
+
+def project_fingerprint(project: Path) -> str:
+    """SHA-256 of the dbt project's files (models, macros, seeds, data tests, dbt_project.yml)."""
+    digest = hashlib.sha256()
+    for part in _PROJECT_FILES:
+        root = project / part
+        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        for path in files:
+            name = path.relative_to(project).as_posix().encode()
+            digest.update(name + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def last_build_fingerprint(wh: Warehouse) -> str | None:
+    """The project fingerprint of the schema's last full build; None before the first."""
+    row = wh.fetchone("select max(fingerprint) from analytics_builds")
+    return str(row[0]) if row and row[0] is not None else None
+
+
+# The bars of raw_bars and of fct_bar_features, the last of the bar models (one row per bar,
+# with the raw loaded_at): every new or corrected bar is stamped with the time it was loaded,
+# so anything loaded since the models were built moves the newest loaded_at, and a deletion
+# the count. Two aggregates a side (an index on PostgreSQL, column statistics in DuckDB), where
+# the models' own per-(symbol, loaded_at) digest reads every bar.
+_BAR_COUNTS = """
+select
+    (select count(*) from raw_bars),
+    (select max(loaded_at) from raw_bars),
+    (select count(*) from fct_bar_features),
+    (select max(loaded_at) from fct_bar_features)
 """
 
 
 def bars_changed_since_last_build(wh: Warehouse) -> bool:
-    """Whether raw_bars holds a bar fct_bar_features was not built from (the same digest the
-    bar models compare, macros/incremental_bars.sql). True when it was never built. Every
-    other bar model is upstream of fct_bar_features: when it is current, so are they."""
+    """Whether a bar was loaded, corrected or deleted in raw_bars since fct_bar_features was
+    built (which then recomputes what changed, macros/incremental_bars.sql). True when it was
+    never built. Every other bar model is upstream of fct_bar_features: when it is current, so
+    are they."""
     if not wh.table_exists("fct_bar_features"):
         return True
     columns = wh.fetchall(
@@ -134,8 +181,8 @@ def bars_changed_since_last_build(wh: Warehouse) -> bool:
     )
     if ("loaded_at",) not in columns:
         return True
-    row = wh.fetchone(_BAR_DIGEST_DIFFERENCES)
-    return bool(row and row[0])
+    row = wh.fetchone(_BAR_COUNTS)
+    return row is None or (row[0], row[1]) != (row[2], row[3])
 
 
 def latest_performance(wh: Warehouse, component: str | None = None) -> list[dict[str, Any]]:

@@ -489,6 +489,36 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
         dialects=("duckdb",),
     ),
+    Migration(
+        8,
+        "PostgreSQL: raw rows by loaded_at, trades by (component, exit time), for hourly builds",
+        (
+            # The hourly build reads what was loaded since the last one (the incremental models'
+            # watermark, the scoped data tests, the bar check): without these, each of those is
+            # a scan of every raw row. DuckDB prunes the same reads with its zonemaps.
+            "create index if not exists raw_trades_by_loaded_at on raw_trades (loaded_at)",
+            "create index if not exists raw_bars_by_loaded_at on raw_bars (loaded_at)",
+            "create index if not exists raw_predictions_by_loaded_at on raw_predictions (loaded_at)",
+            # int_trades_aggregated_to_daily recomputes a component's day from its trades.
+            "create index if not exists raw_trades_by_component_exit"
+            " on raw_trades (component_id, exit_ts)",
+        ),
+        dialects=("postgres",),
+    ),
+    Migration(
+        9,
+        "the fingerprint of the dbt project the analytics schema was last fully built with",
+        (
+            """
+            create table if not exists analytics_builds (
+                -- one row: a build with other project files is a full one; with the same, the
+                -- hourly build leaves the views and the seeds as they are (runner/analyze.py)
+                fingerprint text not null,
+                built_at timestamp not null
+            )
+            """,
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -291,8 +291,9 @@ def test_the_bar_models_rewrite_only_the_changed_symbols_from_their_first_change
 
 def test_the_bar_models_and_tests_run_only_when_bars_changed(outcome: Outcome) -> None:
     """Bars changed before hours A and B, not before the trades-only hour nor after B; the
-    hourly build then leaves out the bar models and their data tests, the others run them."""
+    hourly build then leaves out the bar models and their data tests, the others run them (all
+    but the staging view over raw_bars and its tests: an hourly build leaves views as they are)."""
     assert outcome.bars_changed == [True, False, True, False]
     first, hour_a, hour_t, hour_b = outcome.bar_nodes
-    assert first > 10 and hour_a == first and hour_b == first
+    assert hour_a > 10 and hour_a == hour_b and first > hour_a
     assert hour_t == 0
