@@ -1,8 +1,9 @@
 -- Each trade with the market regime of the last daily bar of its symbol strictly before the
 -- trade's entry date (no look-ahead), plus net P&L, return and holding time.
--- The as-of lookup is an equi-join on (symbol, entry_date): each bar's regime is spread over
--- the calendar dates it is "the last bar before" (bar_date, next bar_date], up to the symbol's
--- last entry date, so a big trades table never meets a range join.
+-- The as-of lookup is two equi-joins, so a big trades table never meets a range join and no
+-- trade is read but those selected downstream: each bar's regime is spread over the calendar
+-- dates it is "the last bar before" (bar_date, next bar_date]; a trade entered after its
+-- symbol's last bar takes that bar's regime (a join on the symbol alone).
 {{ config(materialized='view') }}
 
 with
@@ -13,28 +14,9 @@ trades as (
 
 ),
 
--- A second import of the trades for the calendar's end dates: a CTE read twice would be
--- materialized whole by DuckDB, this one reads two columns.
-trade_entries as (
-
-    select * from {{ ref('stg_raw__trades') }}
-
-),
-
 regimes as (
 
     select * from {{ ref('int_market_regimes') }}
-
-),
-
-last_entries as (
-
-    select
-        symbol,
-        max(entry_date) as last_entry_date
-
-    from trade_entries
-    group by symbol
 
 ),
 
@@ -50,26 +32,54 @@ bar_spans as (
 
 ),
 
+-- Bars followed by another bar: a bounded span of dates.
 regime_spans as (
 
     select
-        bar_spans.symbol,
-        bar_spans.bar_date,
-        bar_spans.regime,
-        case
-            when
-                bar_spans.next_bar_date is null
-                or bar_spans.next_bar_date > last_entries.last_entry_date
-                then last_entries.last_entry_date
-            else bar_spans.next_bar_date
-        end as span_end_date
+        symbol,
+        bar_date,
+        regime,
+        next_bar_date as span_end_date
 
     from bar_spans
-    inner join last_entries
-        on bar_spans.symbol = last_entries.symbol
     where
-        bar_spans.regime is not null
-        and bar_spans.bar_date < last_entries.last_entry_date
+        regime is not null
+        and next_bar_date is not null
+
+),
+
+-- The last bar of each symbol, if it has a regime: every later entry date. From a second
+-- import: a CTE read twice is materialized whole (DuckDB), and the trades filter of a model
+-- reading this view would not reach the trades scan through it.
+latest_regimes as (
+
+    select * from {{ ref('int_market_regimes') }}
+
+),
+
+ranked_bars as (
+
+    select
+        symbol,
+        bar_date,
+        regime,
+        row_number() over (partition by symbol order by bar_date desc) as bar_rank
+
+    from latest_regimes
+
+),
+
+last_regimes as (
+
+    select
+        symbol,
+        bar_date,
+        regime
+
+    from ranked_bars
+    where
+        bar_rank = 1
+        and regime is not null
 
 ),
 
@@ -106,8 +116,8 @@ enriched as (
         trades.ingest_id,
         trades.source_row,
         trades.loaded_at,
-        regime_calendar.regime as regime_at_entry,
-        regime_calendar.regime_bar_date,
+        coalesce(regime_calendar.regime, last_regimes.regime) as regime_at_entry,
+        coalesce(regime_calendar.regime_bar_date, last_regimes.bar_date) as regime_bar_date,
         {{ tradebase.trade_net_pnl(
             'trades.side', 'trades.entry_price', 'trades.exit_price', 'trades.quantity', 'trades.fees'
         ) }} as net_pnl,
@@ -118,6 +128,10 @@ enriched as (
         on
             trades.symbol = regime_calendar.symbol
             and trades.entry_date = regime_calendar.entry_date
+    left join last_regimes
+        on
+            trades.symbol = last_regimes.symbol
+            and trades.entry_date > last_regimes.bar_date
 
 ),
 

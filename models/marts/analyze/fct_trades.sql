@@ -2,14 +2,21 @@
 -- metrics"), holding time and the market regime at entry (NULL when unknown).
 -- Incremental: a build rewrites only the trades loaded or corrected since the last one and those
 -- whose regime a newly loaded bar may change (macros/incremental.sql), replacing them by trade_id.
--- On PostgreSQL the unique index on trade_id makes the delete of the replaced rows a lookup.
+-- On PostgreSQL the unique index on trade_id makes the delete of the replaced rows a lookup, and
+-- the one on loaded_at the hourly build's reads of the new rows (watermark, scoped tests).
 -- depends_on: {{ ref('stg_raw__bars') }}
+-- Built after int_trades_aggregated_to_daily, which reads the days of the changed trades from
+-- this table before it is rewritten (macros/incremental_trade_days.sql).
+-- depends_on: {{ ref('int_trades_aggregated_to_daily') }}
 {{ config(
     materialized='incremental',
     unique_key='trade_id',
     incremental_strategy='delete+insert',
     on_schema_change='append_new_columns',
-    indexes=[{'columns': ['trade_id'], 'unique': true}] if target.type == 'postgres' else [],
+    indexes=[
+        {'columns': ['trade_id'], 'unique': true},
+        {'columns': ['loaded_at']},
+    ] if target.type == 'postgres' else [],
 ) }}
 
 with
