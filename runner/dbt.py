@@ -67,8 +67,11 @@ def run_dbt(
     select: str | None = None,
     extra_args: tuple[str, ...] = (),
     quiet: bool = True,
+    postgres_settings: Mapping[str, str] | None = None,
 ) -> list[NodeResult]:
-    """Run one dbt command (build, seed, test, docs generate, ...); raise DbtFailed on any failure."""
+    """Run one dbt command (build, seed, test, docs generate, ...); raise DbtFailed on any failure.
+
+    `postgres_settings` are set in every session dbt opens on PostgreSQL (through PGOPTIONS)."""
     from dbt.cli.main import dbtRunner
 
     project = str(settings.project)
@@ -93,7 +96,11 @@ def run_dbt(
         args[0:0] = ["--log-level", "none"]
     args += list(extra_args)
 
-    with _DBT_LOCK, _environment(dbt_env(settings)):
+    env = dbt_env(settings)
+    if postgres_settings and settings.dialect == "postgres":
+        options = " ".join(f"-c {key}={value}" for key, value in postgres_settings.items())
+        env["PGOPTIONS"] = f"{os.environ.get('PGOPTIONS', '')} {options}".strip()
+    with _DBT_LOCK, _environment(env):
         result = dbtRunner().invoke(args)
 
     secrets = settings.secrets()
