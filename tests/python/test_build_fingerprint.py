@@ -4,6 +4,7 @@ edited threshold, an upgrade) the next build is a full one, from the raw tables.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -71,3 +72,35 @@ def test_same_files_keep_views_and_seeds_other_files_rebuild_everything(
             " where metric = 'win_rate' and component_id is null"
         )
     assert row is not None and float(row[0]) == pytest.approx(0.56)
+
+
+@pytest.mark.postgres
+def test_incremental_builds_on_postgres_run_without_jit(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An incremental build's dbt sessions turn PostgreSQL's JIT off (PGOPTIONS), keeping what
+    the user set; a full build leaves the server's setting alone."""
+    from types import SimpleNamespace
+
+    import dbt.cli.main
+
+    seen: list[str | None] = []
+
+    class RecordingRunner:
+        def invoke(self, args: list[str]) -> SimpleNamespace:
+            seen.append(os.environ.get("PGOPTIONS"))
+            return SimpleNamespace(success=True, exception=None, result=SimpleNamespace(results=()))
+
+    monkeypatch.setattr(dbt.cli.main, "dbtRunner", RecordingRunner)
+    monkeypatch.setenv("PGOPTIONS", "-c statement_timeout=0")
+    project = copy_dbt_project(tmp_path / "project")
+    with fresh_settings("postgres", tmp_path, project, pg_url) as settings:
+        build_analytics(settings, AS_OF)  # never built: a full build
+        build_analytics(settings, AS_OF)  # same files: incremental
+        build_analytics(settings, AS_OF, full_refresh=True)
+    assert seen == [
+        "-c statement_timeout=0",
+        "-c statement_timeout=0 -c jit=off",
+        "-c statement_timeout=0",
+    ]
+    assert os.environ["PGOPTIONS"] == "-c statement_timeout=0"
