@@ -75,3 +75,40 @@
 {% macro postgres__date_series(start_date, end_date) -%}
     cast(generate_series(cast({{ start_date }} as date), cast({{ end_date }} as date), interval '1 day') as date)
 {%- endmacro %}
+
+
+{#-
+    Every row of `trades` (a relation with component_id, exit_date, exited_at) on a
+    (component_id, exit_date) of `days`, all of the trades' columns: the trades of the days an
+    incremental build recomputes. PostgreSQL looks each day up in the index on raw_trades
+    (component_id, exit_ts) through a lateral subquery; as a join, its planner (which cannot
+    know how few days there are) sorts every trade for a merge join. DuckDB hashes the days:
+    its lateral join is a range join, 3.5x slower.
+-#}
+{% macro trades_of_days(trades, days) -%}
+    {{ return(adapter.dispatch('trades_of_days', 'tradebase')(trades, days)) }}
+{%- endmacro %}
+
+{% macro duckdb__trades_of_days(trades, days) -%}
+    select {{ trades }}.*
+    from {{ trades }}
+    inner join {{ days }}
+        on
+            {{ trades }}.component_id = {{ days }}.component_id
+            and {{ trades }}.exit_date = {{ days }}.exit_date
+{%- endmacro %}
+
+{% macro postgres__trades_of_days(trades, days) -%}
+    select day_trades.*
+    from {{ days }}
+    cross join lateral (
+        select {{ trades }}.*
+        from {{ trades }}
+        where
+            {{ trades }}.component_id = {{ days }}.component_id
+            and {{ trades }}.exited_at >= cast({{ days }}.exit_date as timestamp)
+            and {{ trades }}.exited_at < cast({{ days }}.exit_date + 1 as timestamp)
+        -- Keeps the planner from flattening the subquery back into a join.
+        offset 0
+    ) as day_trades
+{%- endmacro %}

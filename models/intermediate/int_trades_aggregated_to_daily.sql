@@ -70,37 +70,14 @@ days_to_recompute as (
 ),
 
 {% endif %}
--- The trades to roll up: in an incremental build, every trade of those days. PostgreSQL looks
--- each day up in the index on raw_trades (component_id, exit_ts) through a lateral subquery; as
--- a join, its planner sorts every trade for a merge join (it cannot know how few days there are);
--- DuckDB hashes the days and joins on the two keys.
+-- The trades to roll up: in an incremental build, every trade of those days (each warehouse
+-- finds them its own way, macros/cross_db.sql).
 trades_to_aggregate as (
 
     {% if since is none %}
         select * from trades
-    {% elif target.type == 'postgres' %}
-        select day_trades.*
-
-        from days_to_recompute
-        cross join lateral (
-            select trades.*
-            from trades
-            where
-                trades.component_id = days_to_recompute.component_id
-                and trades.exited_at >= cast(days_to_recompute.exit_date as timestamp)
-                and trades.exited_at
-                < cast({{ tradebase.add_days('days_to_recompute.exit_date', 1) }} as timestamp)
-            -- Keeps the planner from flattening the subquery back into a join.
-            offset 0
-        ) as day_trades
     {% else %}
-        select trades.*
-
-        from trades
-        inner join days_to_recompute
-            on
-                trades.component_id = days_to_recompute.component_id
-                and trades.exit_date = days_to_recompute.exit_date
+        {{ tradebase.trades_of_days('trades', 'days_to_recompute') }}
     {% endif %}
 
 ),
