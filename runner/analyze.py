@@ -6,17 +6,15 @@ The metrics and rules themselves are SQL (models/marts); this module only orches
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from runner.audit import AuditTrail, StoredEvent
 from runner.config import Settings
-from runner.dbt import NodeResult, run_dbt
+from runner.dbt import DbtSession, NodeResult, project_fingerprint, run_dbt
 from runner.identify import Alert, Recommendation, for_component, identify
 from runner.warehouse import Warehouse, connect
 from runner.warehouse.migrations import migrate
@@ -78,7 +76,11 @@ def one_build_at_a_time(settings: Settings) -> Iterator[None]:
 
 
 def build_analytics(
-    settings: Settings, as_of: date | None = None, *, full_refresh: bool = False
+    settings: Settings,
+    as_of: date | None = None,
+    *,
+    full_refresh: bool = False,
+    session: DbtSession | None = None,
 ) -> list[NodeResult]:
     """Migrate, then `dbt build` every model and test (seeds included) for the given as-of date.
 
@@ -90,12 +92,15 @@ def build_analytics(
     raw tables and runs every test on every row: with `full_refresh` (the cycle's daily build,
     `runner analyze --full-refresh`), and by itself when the project's files differ from those
     of the schema's last full build (table analytics_builds: an upgrade, an edited seed or
-    model) or the schema was never built."""
+    model) or the schema was never built. A long-lived process passes its `session`: dbt parses
+    the project once for it."""
     with one_build_at_a_time(settings):
-        return _build(settings, as_of, full_refresh)
+        return _build(settings, as_of, full_refresh, session)
 
 
-def _build(settings: Settings, as_of: date | None, full_refresh: bool) -> list[NodeResult]:
+def _build(
+    settings: Settings, as_of: date | None, full_refresh: bool, session: DbtSession | None
+) -> list[NodeResult]:
     fingerprint = project_fingerprint(settings.project)
     with connect(settings) as wh:
         migrate(wh)
@@ -130,6 +135,7 @@ def _build(settings: Settings, as_of: date | None, full_refresh: bool) -> list[N
         dbt_vars=dbt_vars,
         extra_args=extra,
         postgres_settings=None if full_refresh else INCREMENTAL_POSTGRES_SETTINGS,
+        session=session,
     )
     if full_refresh:
         with connect(settings) as wh, wh.transaction():
@@ -139,22 +145,6 @@ def _build(settings: Settings, as_of: date | None, full_refresh: bool) -> list[N
                 {"f": fingerprint, "t": datetime.now(UTC).replace(tzinfo=None)},
             )
     return nodes
-
-
-# What a build's relations depend on besides the raw rows.
-_PROJECT_FILES = ("dbt_project.yml", "models", "macros", "seeds", "tests/dbt")
-
-
-def project_fingerprint(project: Path) -> str:
-    """SHA-256 of the dbt project's files (models, macros, seeds, data tests, dbt_project.yml)."""
-    digest = hashlib.sha256()
-    for part in _PROJECT_FILES:
-        root = project / part
-        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
-        for path in files:
-            name = path.relative_to(project).as_posix().encode()
-            digest.update(name + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()
 
 
 def last_build_fingerprint(wh: Warehouse) -> str | None:

@@ -31,6 +31,7 @@ from typing import Any, Literal, TextIO
 
 from runner.audit import AuditTrail, Event, StoredEvent, read_events
 from runner.config import Settings
+from runner.dbt import DbtSession
 from runner.errors import ConfigError
 from runner.redact import redact
 from runner.warehouse import Warehouse, connect
@@ -118,6 +119,7 @@ class _Context:
     as_of: date | None
     dry_run: bool
     deadline: float | None  # time.monotonic() by which OPTIMIZE must hand over
+    session: DbtSession | None = None  # the process's parse of the dbt project, when long-lived
 
     def optimize_budget(self) -> float | None:
         if self.deadline is None:
@@ -131,7 +133,7 @@ def _analyze(ctx: _Context) -> tuple[str, dict[str, Any]]:
     if ctx.dry_run:
         return "Would rebuild the marts with dbt build (skipped in a dry run).", {}
     full = _full_refresh_due(ctx.settings)
-    nodes = build_analytics(ctx.settings, ctx.as_of, full_refresh=full)
+    nodes = build_analytics(ctx.settings, ctx.as_of, full_refresh=full, session=ctx.session)
     errors = [n for n in nodes if n.status == "error"]
     failures = [n for n in nodes if n.status in ("fail", "warn")]
     if errors:
@@ -242,13 +244,15 @@ def run_cycle(
     as_of: date | None = None,
     budget_seconds: float | None = None,
     on_step: Callable[[StepOutcome], None] | None = None,
+    session: DbtSession | None = None,
 ) -> CycleReport:
-    """Run the chosen steps in order; never raises for a step's failure (see the report)."""
+    """Run the chosen steps in order; never raises for a step's failure (see the report).
+    A process that runs many cycles passes one `session`: dbt parses the project once."""
     started = datetime.now(UTC)
     clock = time.monotonic()
     cycle_id = f"cycle_{started:%Y%m%dT%H%M%S}_{uuid.uuid4().hex[:8]}"
     budget = budget_seconds if budget_seconds is not None else settings.cycle_budget_seconds
-    ctx = _Context(settings, component, as_of, dry_run, clock + budget)
+    ctx = _Context(settings, component, as_of, dry_run, clock + budget, session)
     log = CycleLog(
         settings.logs / f"improvement_cycle_{started:%Y%m%d_%H%M%S}.log", settings.secrets()
     )

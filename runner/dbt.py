@@ -2,16 +2,19 @@
 
 It passes the project, profiles and target explicitly, puts the warehouse settings into the
 environment the committed profiles.yml reads, and turns failures into one redacted message.
+A DbtSession keeps the parsed project between the invocations of a long-lived process.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from runner.config import Settings
@@ -28,6 +31,62 @@ class NodeResult:
     resource_type: str
     status: str
     message: str
+
+
+# What a build's relations depend on besides the raw rows.
+_PROJECT_FILES = ("dbt_project.yml", "models", "macros", "seeds", "tests/dbt")
+
+
+def project_fingerprint(project: Path) -> str:
+    """SHA-256 of the dbt project's files (models, macros, seeds, data tests, dbt_project.yml)."""
+    digest = hashlib.sha256()
+    for part in _PROJECT_FILES:
+        root = project / part
+        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        for path in files:
+            name = path.relative_to(project).as_posix().encode()
+            digest.update(name + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+class DbtSession:
+    """The parsed dbt project, kept for the next invocations of one long-lived process
+    (`runner cycle --every`): each invocation of a fresh process imports dbt and loads the
+    project again (about 2 s here, a large share of an hourly build, docs/benchmarks.md).
+
+    A parse is kept per project, warehouse and set of vars (dbt's own rule for reusing a parse)
+    and used while the project's files are unchanged: an edited model is parsed again."""
+
+    def __init__(self) -> None:
+        self._manifests: dict[str, Any] = {}
+        self.parses = 0  # how many times this session parsed the project
+
+    def invoke(self, settings: Settings, common: list[str], args: list[str]) -> Any:
+        """dbtRunner(...).invoke(args) with the session's parse of the project; `common` are the
+        project, profile, target, log and vars arguments `args` carry too. The caller holds the
+        dbt lock and has set the warehouse environment."""
+        from dbt.cli.main import dbtRunner
+
+        key = self._key(settings, common)
+        manifest = self._manifests.get(key)
+        if manifest is None:
+            parsed = dbtRunner().invoke(["parse", *common])
+            if not parsed.success or parsed.result is None:
+                # Let the real command meet (and report) whatever stopped the parse.
+                return dbtRunner().invoke(args)
+            self.parses += 1
+            manifest = self._manifests[key] = parsed.result  # a parse returns the Manifest
+        return dbtRunner(manifest=manifest).invoke(args)  # type: ignore[arg-type]
+
+    @staticmethod
+    def _key(settings: Settings, common: list[str]) -> str:
+        # The warehouse and schema are written into every node at parse time; the settings'
+        # values (the URL with its password) go into the digest, never into memory as text.
+        parts = [project_fingerprint(settings.project), *sorted(dbt_env(settings).items()), *common]
+        return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()
+
+    def clear(self) -> None:
+        self._manifests.clear()
 
 
 def dbt_env(settings: Settings) -> dict[str, str]:
@@ -68,15 +127,16 @@ def run_dbt(
     extra_args: tuple[str, ...] = (),
     quiet: bool = True,
     postgres_settings: Mapping[str, str] | None = None,
+    session: DbtSession | None = None,
 ) -> list[NodeResult]:
     """Run one dbt command (build, seed, test, docs generate, ...); raise DbtFailed on any failure.
 
-    `postgres_settings` are set in every session dbt opens on PostgreSQL (through PGOPTIONS)."""
+    `postgres_settings` are set in every session dbt opens on PostgreSQL (through PGOPTIONS).
+    With a `session`, the project is parsed once for the session, not at every command."""
     from dbt.cli.main import dbtRunner
 
     project = str(settings.project)
-    args = [
-        *command.split(),
+    common = [
         "--project-dir",
         project,
         "--profiles-dir",
@@ -87,13 +147,15 @@ def run_dbt(
         str(settings.dbt_log_dir),
     ]
     if dbt_vars:
-        args += ["--vars", json.dumps(dict(dbt_vars))]
+        common += ["--vars", json.dumps(dict(dbt_vars))]
+    args = [*command.split(), *common]
     if select:
         args += ["--select", select]
     if quiet:
         # Nothing on stdout (a --json command's output must stay JSON): failures come back in
         # DbtFailed with the failing nodes; the full log stays in the log file.
         args[0:0] = ["--log-level", "none"]
+        common[0:0] = ["--log-level", "none"]
     args += list(extra_args)
 
     env = dbt_env(settings)
@@ -101,7 +163,14 @@ def run_dbt(
         options = " ".join(f"-c {key}={value}" for key, value in postgres_settings.items())
         env["PGOPTIONS"] = f"{os.environ.get('PGOPTIONS', '')} {options}".strip()
     with _DBT_LOCK, _environment(env):
-        result = dbtRunner().invoke(args)
+        try:
+            if session is None:
+                result = dbtRunner().invoke(args)
+            else:
+                result = session.invoke(settings, common, args)
+        finally:
+            if settings.dialect == "duckdb":
+                _close_duckdb()
 
     secrets = settings.secrets()
     if result.exception is not None:
@@ -117,6 +186,19 @@ def run_dbt(
             f"{detail or 'see logs/dbt.log'}"
         )
     return nodes
+
+
+def _close_duckdb() -> None:
+    """Close the DuckDB instance dbt-duckdb keeps open between invocations (profiles.yml,
+    keep_open): DuckDB admits one process at a time on a file, and the runner's own connections,
+    `runner status` in a shell and BI tools must be able to open it between builds. Closing
+    writes the build's tables to the file (a checkpoint)."""
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+    environment = DuckDBConnectionManager._ENV  # noqa: SLF001 - no public accessor
+    DuckDBConnectionManager.close_all_connections()  # type: ignore[no-untyped-call]
+    if environment is not None:
+        environment.close()
 
 
 def _node(res: Any, secrets: tuple[str, ...]) -> NodeResult:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -12,6 +12,8 @@ from runner.cli.analyze import parse_date
 from runner.cli.app import console, settings_of
 from runner.cli.render import to_json
 from runner.cycle import CycleReport, StepOutcome, parse_steps, run_cycle
+from runner.cycle_loop import StopRequest, parse_period, repeat_cycles, stop_on_signals
+from runner.dbt import DbtSession
 
 _STATUS = {"ok": "[green]ok[/]", "failed": "[bold red]failed[/]", "skipped": "[yellow]skipped[/]"}
 
@@ -40,47 +42,84 @@ def cycle_command(
         typer.Option("--budget", help="Seconds the cycle may take (OPTIMIZE stops in time)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    every: Annotated[
+        str | None,
+        typer.Option(
+            "--every",
+            help="Keep running: a cycle now and one every period (3600, 30m, 1h), in this one "
+            "process, until SIGTERM or Ctrl-C (dbt parses the project once).",
+        ),
+    ] = None,
+    max_cycles: Annotated[
+        int | None,
+        typer.Option("--max-cycles", min=1, help="With --every: stop after this many cycles."),
+    ] = None,
 ) -> None:
     """Run one improvement cycle: analyze, identify, optimize, deploy.
 
-    Exits 0 when the cycle ran (whatever it found), 1 when a step of the engine failed.
+    Exits 0 when the cycle ran (whatever it found), 1 when a step of the engine failed (with
+    --every: the last cycle's).
 
-    Example: [bold]runner cycle --budget 1800[/bold]  (cron: [dim]0 * * * * cd /srv/tradebase && .venv/bin/runner cycle[/dim])
+    Example: [bold]runner cycle --budget 1800[/bold]  (cron: [dim]0 * * * * cd /srv/tradebase && .venv/bin/runner cycle[/dim]; as a service: [dim]runner cycle --every 1h[/dim])
     """
     settings = settings_of(ctx)
     chosen = parse_steps(steps)
     day = parse_date(as_of)
-    if as_json:
-        report = run_cycle(
-            settings,
-            steps=chosen,
-            component=component,
-            dry_run=dry_run,
-            as_of=day,
-            budget_seconds=budget,
-        )
-        typer.echo(to_json(report.to_dict()))
-    else:
+
+    def one(session: DbtSession | None) -> CycleReport:
+        kwargs: dict[str, Any] = {
+            "steps": chosen,
+            "component": component,
+            "dry_run": dry_run,
+            "as_of": day,
+            "budget_seconds": budget,
+            "session": session,
+        }
+        if as_json:
+            return run_cycle(settings, **kwargs)
         with console.status("Improvement cycle…") as status:
 
             def shown(outcome: StepOutcome) -> None:
                 status.update(f"Improvement cycle… {outcome.name} {outcome.status}")
 
-            report = run_cycle(
-                settings,
-                steps=chosen,
-                component=component,
-                dry_run=dry_run,
-                as_of=day,
-                budget_seconds=budget,
-                on_step=shown,
+            return run_cycle(settings, on_step=shown, **kwargs)
+
+    if every is None:
+        if max_cycles is not None:
+            raise typer.BadParameter("--max-cycles goes with --every.")
+        report = one(None)
+        _show(report, as_json, lines=False)
+    else:
+        period = parse_period(every)
+        stop = StopRequest()
+        if not as_json:
+            console.print(
+                f"Running a cycle every {every.strip()} until SIGTERM or Ctrl-C"
+                + (f" ({max_cycles} at most)." if max_cycles else "."),
+                highlight=False,
             )
-        console.print(summary_table(report))
-        for note in report.notes:
-            console.print(f"[dim]Note: {escape(note)}[/]", highlight=False)
-        console.print(f"[dim]Log: {escape(str(report.log_path))}[/]", highlight=False)
+        with stop_on_signals(stop):
+            reports = repeat_cycles(
+                one,
+                every=period,
+                max_cycles=max_cycles,
+                stop=stop,
+                on_report=lambda r: _show(r, as_json, lines=True),
+            )
+        report = reports[-1]
     if report.engine_failed:
         raise typer.Exit(1)
+
+
+def _show(report: CycleReport, as_json: bool, *, lines: bool) -> None:
+    if as_json:
+        # With --every, one JSON object a line (JSON Lines), a line per cycle.
+        typer.echo(to_json(report.to_dict(), indent=None if lines else 2))
+        return
+    console.print(summary_table(report))
+    for note in report.notes:
+        console.print(f"[dim]Note: {escape(note)}[/]", highlight=False)
+    console.print(f"[dim]Log: {escape(str(report.log_path))}[/]", highlight=False)
 
 
 def summary_table(report: CycleReport) -> Table:

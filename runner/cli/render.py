@@ -246,10 +246,10 @@ def section(
     return table(rows) if rows else f"[dim]{escape(empty)}[/]"
 
 
-def to_json(value: Any) -> str:
+def to_json(value: Any, indent: int | None = 2) -> str:
     def default(obj: object) -> str:
         if isinstance(obj, date | datetime):
             return obj.isoformat()
         return str(obj)
 
-    return json.dumps(value, default=default, indent=2)
+    return json.dumps(value, default=default, indent=indent)

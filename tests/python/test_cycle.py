@@ -5,6 +5,8 @@ engine), a dry run that writes nothing but its event, and the structured log."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from runner.audit import read_events
 from runner.cli import app
 from runner.config import Settings
 from runner.cycle import parse_steps, run_cycle
+from runner.dbt import DbtSession
 from runner.errors import ConfigError
 from runner.warehouse import connect
 from tests.python.fake_discord import FakeDiscord
@@ -208,3 +211,47 @@ def test_discord_down_is_recorded_and_the_messages_wait_for_the_next_run(world: 
     assert kinds.count("notification_failed") == 1
     assert waiting is not None and waiting[0] >= 2  # the test start and the summary, at least
     assert discord.token not in text and discord.token not in report.log_path.read_text()
+
+
+def _performance(settings: Settings) -> list[tuple[Any, ...]]:
+    with connect(settings) as wh:
+        return wh.fetchall("select * from mart_performance order by component_id, window_days")
+
+
+def test_a_long_lived_process_parses_the_project_once_per_kind_of_build(world: Settings) -> None:
+    """`runner cycle --every` keeps one DbtSession: dbt parses the project once for the full
+    build and once for the hourly ones, not at every cycle; the marts are those a fresh process
+    builds; an edited model is parsed again (and the build is then a full one)."""
+    session = DbtSession()
+    reports = [run_cycle(world, steps=("analyze",), session=session) for _ in range(3)]
+    assert [r.steps[0].status for r in reports] == ["ok"] * 3, reports
+    assert [r.steps[0].details["full_refresh"] for r in reports] == [True, False, False]
+    assert session.parses == 2  # the full build's vars, then the hourly build's
+    with_session = _performance(world)
+    assert run_cycle(world, steps=("analyze",)).steps[0].status == "ok"  # no session
+    assert _performance(world) == with_session
+
+    model = world.project / "models" / "marts" / "analyze" / "mart_performance.sql"
+    model.write_text(model.read_text() + "\n-- edited\n")
+    edited = run_cycle(world, steps=("analyze",), session=session)
+    assert edited.steps[0].status == "ok", edited
+    assert session.parses == 3
+    assert _performance(world) == with_session
+
+
+def test_cycle_every_runs_cycles_in_one_process_until_its_limit(world: Settings) -> None:
+    if world.dialect == "postgres":
+        pytest.skip("the loop is the same on both warehouses; the file lock is DuckDB's")
+    result = CliRunner().invoke(
+        app,
+        ["cycle", "--steps", "analyze", "--every", "1s", "--max-cycles", "2", "--json"],
+        env=runner_environment(world),
+    )
+    assert result.exit_code == 0, result.output
+    reports = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    assert len(reports) == 2, result.stdout
+    assert [r["steps"][0]["status"] for r in reports] == ["ok", "ok"]
+    assert [r["steps"][0]["details"]["full_refresh"] for r in reports] == [True, False]
+    # Between builds no process holds the file: another one opens it to write.
+    code = f"import duckdb; duckdb.connect({str(world.duckdb_file)!r}).execute('select 1')"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
