@@ -10,11 +10,15 @@ memory (max RSS of the process and its children) is its own:
   full         `dbt build` of every model and data test as `runner analyze` runs it
   cycle        an hour later: ingest 10k new trades (most in the last hour, some late ones for
                old dates, plus one corrected trade), then `dbt build` again: incremental
+  service      (--service-hours N) N more such hours in one long-lived process, as
+               `runner cycle --every 1h` runs them: dbt imported and the project parsed once
+               (the first of them pays that), the steady state is the median of the others
   verify       (--verify) a `dbt build --full-refresh` of the same warehouse, and every mart of
                the incremental build compared with it
 
-It prints the build times, peak memory, the slowest models, and the cycle's cost as a share of
-the full build (the target: under 10 %). --quick is the small smoke test the suite runs.
+It prints the build times, peak memory, the slowest models, and an hour's cost as a share of the
+full build (the target: under 10 %), for a fresh process per hour (cron) and for the long-lived
+one. --quick is the small smoke test the suite runs.
 
     nice -n 10 .venv/bin/python benchmarks/scale.py --json /tmp/scale.json
     .venv/bin/python benchmarks/scale.py --quick --warehouses duckdb
@@ -26,6 +30,7 @@ import argparse
 import json
 import resource
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -57,6 +62,7 @@ class Scale:
     new_trades: int = 10_000
     late_share: float = 0.1  # of the new trades, exiting on random earlier dates
     hour_bars: bool = False  # the measured hour also loads the next hour's bars
+    service_hours: int = 4  # hours built in one long-lived process after the measured one
 
 
 QUICK = Scale(
@@ -67,6 +73,7 @@ QUICK = Scale(
     minute_symbols=1,
     minute_days=3,
     new_trades=300,
+    service_hours=2,
 )
 
 
@@ -343,7 +350,35 @@ def phase_build(place: Place, full_refresh: bool) -> dict[str, Any]:
     }
 
 
-def phase_hour(place: Place, hour: int, now: datetime, correct: bool) -> dict[str, Any]:
+def phase_service(place: Place, first_hour: int, now: datetime) -> dict[str, Any]:
+    """Hours `first_hour`, ... built one after the other in this one process with one
+    DbtSession, as `runner cycle --every 1h` does: each hour's ingest (and corrected trade),
+    then build_analytics. Hour h is stamped h hours after `now`."""
+    from runner.analyze import build_analytics
+    from runner.dbt import DbtSession
+
+    settings = place.settings()
+    session = DbtSession()
+    hours = [p for p in Path(place.work).glob("hour_*.parquet") if p.stem[5:].isdigit()]
+    builds, ingests = [], []
+    for hour in range(first_hour, len(hours)):
+        stamp = now + timedelta(hours=hour - first_hour + 1)
+        ingests.append(phase_hour(place, hour, stamp, True, with_bars=False)["ingest_s"])
+        start = time.perf_counter()
+        build_analytics(settings, LAST_DAY, session=session)
+        builds.append(time.perf_counter() - start)
+    return {
+        "build_s": builds,
+        "ingest_s": ingests,
+        "parses": session.parses,
+        "node_s": node_timings(settings.dbt_target_dir / "run_results.json"),
+        "peak_gib": _peak_gib(),
+    }
+
+
+def phase_hour(
+    place: Place, hour: int, now: datetime, correct: bool, *, with_bars: bool = True
+) -> dict[str, Any]:
     """An hour's `runner ingest` of new trades (and, when `correct`, one corrected trade)."""
     from runner.ingest import Kind, ingest_file
     from runner.warehouse import connect
@@ -354,7 +389,7 @@ def phase_hour(place: Place, hour: int, now: datetime, correct: bool) -> dict[st
     with connect(settings) as wh:
         start = time.perf_counter()
         result = ingest_file(wh, settings, Kind.trades, path, now=now)
-        if correct and bars.exists():
+        if correct and with_bars and bars.exists():
             loaded = ingest_file(wh, settings, Kind.bars, bars, now=now)
             assert loaded.rejected == 0, loaded.rejects_by_reason
         if correct:
@@ -422,9 +457,17 @@ def in_process(fn: Any, *args: Any) -> dict[str, Any]:
 
 # -- a run ----------------------------------------------------------------------------------------
 def run_warehouse(
-    work: Path, warehouse: str, pg_url: str, *, warm_up: bool, verify: bool, isolate: bool
+    work: Path,
+    warehouse: str,
+    pg_url: str,
+    *,
+    warm_up: bool,
+    verify: bool,
+    isolate: bool,
+    service_hours: int = 0,
 ) -> dict[str, Any]:
-    """Load, full build, (a warm-up hour,) the measured hour, (verify), on one warehouse.
+    """Load, full build, (a warm-up hour,) the measured hour, (the long-lived process's hours,)
+    (verify), on one warehouse.
 
     Ingest times are stamped a day apart (`now`): the initial load two days ago, the warm-up
     hour yesterday, the measured hour now. The first incremental build after a bulk load
@@ -445,6 +488,8 @@ def run_warehouse(
             out["warm_up"] = run(phase_build, place, False)
         out["hour_ingest"] = run(phase_hour, place, 1 if warm_up else 0, now, True)
         out["hour"] = run(phase_build, place, False)
+        if service_hours:
+            out["service"] = run(phase_service, place, 2 if warm_up else 1, now)
         if verify:
             out["verify"] = run(phase_verify, place)
     finally:
@@ -454,6 +499,10 @@ def run_warehouse(
     full_s, hour_s = out["full"]["build_s"], out["hour"]["build_s"]
     out["hour_over_full"] = hour_s / full_s
     out["hour_with_ingest_over_full"] = (hour_s + out["hour_ingest"]["ingest_s"]) / full_s
+    if "service" in out:
+        steady = out["service"]["build_s"][1:] or out["service"]["build_s"]
+        out["service_hour_s"] = statistics.median(steady)
+        out["service_hour_over_full"] = out["service_hour_s"] / full_s
     return out
 
 
@@ -474,7 +523,9 @@ def bench(
         project_copy(work, scale.components)
         report: dict[str, Any] = {
             "scale": asdict(scale),
-            "generate_s": write_inputs(work, scale, hours=2 if warm_up else 1),
+            "generate_s": write_inputs(
+                work, scale, hours=(2 if warm_up else 1) + scale.service_hours
+            ),
             "warehouses": [],
         }
         for warehouse in warehouses:
@@ -482,7 +533,13 @@ def bench(
             shutil.copytree(work, wh_work, ignore=shutil.ignore_patterns("duckdb", "postgres"))
             report["warehouses"].append(
                 run_warehouse(
-                    wh_work, warehouse, pg_url, warm_up=warm_up, verify=verify, isolate=isolate
+                    wh_work,
+                    warehouse,
+                    pg_url,
+                    warm_up=warm_up,
+                    verify=verify,
+                    isolate=isolate,
+                    service_hours=scale.service_hours,
                 )
             )
             shutil.rmtree(wh_work / "dbt", ignore_errors=True)
@@ -524,6 +581,16 @@ def render(report: dict[str, Any]) -> str:
             f" {w['hour_with_ingest_over_full']:>11.1%} {verdict:>8}"
         )
     for w in report["warehouses"]:
+        if "service" in w:
+            svc = w["service"]
+            lines.append(
+                f"{w['warehouse']} long-lived process (runner cycle --every), hour builds s: "
+                + ", ".join(f"{b:.1f}" for b in svc["build_s"])
+                + f" (the first imports dbt and parses; {svc['parses']} parse(s));"
+                f" steady hour {w['service_hour_s']:.1f} s = {w['service_hour_over_full']:.1%}"
+                " of the full build"
+            )
+    for w in report["warehouses"]:
         lines.append(f"{w['warehouse']} full build, slowest: {_slowest(w['full']['node_s'], 6)}")
         lines.append(f"{w['warehouse']} hour build, slowest: {_slowest(w['hour']['node_s'], 6)}")
         if w.get("verify", {}).get("differences"):
@@ -544,6 +611,12 @@ def main() -> None:
     parser.add_argument(
         "--hour-bars", action="store_true", help="the measured hour also loads an hour of bars"
     )
+    parser.add_argument(
+        "--service-hours",
+        type=int,
+        default=default.service_hours,
+        help="hours built in one long-lived process after the measured one (0: none)",
+    )
     parser.add_argument("--quick", action="store_true", help="a small smoke run (seconds)")
     parser.add_argument("--warehouses", nargs="+", default=["duckdb", "postgres"])
     parser.add_argument("--postgres", default=DEFAULT_PG_URL, help="PostgreSQL URL")
@@ -563,6 +636,7 @@ def main() -> None:
             minute_days=args.minute_days,
             new_trades=args.new_trades,
             hour_bars=args.hour_bars,
+            service_hours=args.service_hours,
         )
     report = bench(
         scale,
