@@ -57,8 +57,8 @@ def cycle_command(
 ) -> None:
     """Run one improvement cycle: analyze, identify, optimize, deploy.
 
-    Exits 0 when the cycle ran (whatever it found), 1 when a step of the engine failed (with
-    --every: the last cycle's).
+    Exits 0 when the cycle ran (whatever it found), 1 when a step of the engine failed.
+    With --every, the exit status is the last cycle's.
 
     Example: [bold]runner cycle --budget 1800[/bold]  (cron: [dim]0 * * * * cd /srv/tradebase && .venv/bin/runner cycle[/dim]; as a service: [dim]runner cycle --every 1h[/dim])
     """
