@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from runner.audit import AuditTrail, StoredEvent
@@ -107,7 +108,7 @@ def _build(
         # A schema built by another version of the project (an upgrade, an edited seed or
         # model) is rebuilt whole: an incremental model cannot tell which of its rows the
         # change touches. The first build of a schema is a full one anyway.
-        full_refresh = full_refresh or last_build_fingerprint(wh) != fingerprint
+        full_refresh = full_refresh or needs_full_build(wh, settings.project)
         bars_changed = full_refresh or bars_changed_since_last_build(wh)
     # DuckDB admits one process-level holder of the file: our connection is closed before dbt runs.
     dbt_vars = {
@@ -145,6 +146,12 @@ def _build(
                 {"f": fingerprint, "t": datetime.now(UTC).replace(tzinfo=None)},
             )
     return nodes
+
+
+def needs_full_build(wh: Warehouse, project: Path) -> bool:
+    """Whether the next build must be a full one whatever was asked: the schema was never
+    built, or was built from other project files (an upgrade, an edited seed or model)."""
+    return last_build_fingerprint(wh) != project_fingerprint(project)
 
 
 def last_build_fingerprint(wh: Warehouse) -> str | None:

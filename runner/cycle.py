@@ -153,12 +153,17 @@ def _analyze(ctx: _Context) -> tuple[str, dict[str, Any]]:
 def _full_refresh_due(settings: Settings) -> bool:
     """Whether this cycle's build is the periodic one from scratch: the hourly builds are
     incremental and test only the rows loaded since (docs/benchmarks.md, "Scale"), so every
-    `cycle_full_refresh_hours` every model is rebuilt and every row tested."""
+    `cycle_full_refresh_hours` every model is rebuilt and every row tested. A build after the
+    project's files changed is a full one anyway (build_analytics): it counts as the day's."""
+    from runner.analyze import needs_full_build
+
     hours = settings.cycle_full_refresh_hours
     if hours == 0:
         return True
     since = datetime.now(UTC) - timedelta(hours=hours)
     with connect(settings) as wh:
+        if needs_full_build(wh, settings.project):
+            return True
         done = read_events(wh, event_types=["cycle_step_completed"], since=since)
     return not any(
         e.metrics.get("step") == "analyze" and e.metrics.get("full_refresh") for e in done

@@ -235,6 +235,8 @@ def test_a_long_lived_process_parses_the_project_once_per_kind_of_build(world: S
     model.write_text(model.read_text() + "\n-- edited\n")
     edited = run_cycle(world, steps=("analyze",), session=session)
     assert edited.steps[0].status == "ok", edited
+    # Other project files: the build is a full one, and the cycle says so (it is the day's).
+    assert edited.steps[0].details["full_refresh"] is True
     assert session.parses == 3
     assert _performance(world) == with_session
 
