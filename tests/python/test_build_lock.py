@@ -13,7 +13,7 @@ import pytest
 
 from runner import analyze
 from runner.config import Settings
-from runner.dbt import NodeResult
+from runner.dbt import DbtSession, NodeResult
 from runner.warehouse import connect
 from tests.python.scenarios import PROJECT_DIR, fresh_settings
 
@@ -25,7 +25,9 @@ def test_a_build_waits_while_another_holds_the_schemas_build_lock(
 ) -> None:
     built: list[float] = []
 
-    def fake_build(s: Settings, as_of: date | None, full_refresh: bool) -> list[NodeResult]:
+    def fake_build(
+        s: Settings, as_of: date | None, full_refresh: bool, session: DbtSession | None
+    ) -> list[NodeResult]:
         built.append(time.monotonic())
         return []
 
