@@ -85,9 +85,6 @@ class DbtSession:
         parts = [project_fingerprint(settings.project), *sorted(dbt_env(settings).items()), *common]
         return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()
 
-    def clear(self) -> None:
-        self._manifests.clear()
-
 
 def dbt_env(settings: Settings) -> dict[str, str]:
     """The environment profiles.yml reads for the configured warehouse."""
