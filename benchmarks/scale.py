@@ -518,6 +518,8 @@ def bench(
 ) -> dict[str, Any]:
     from benchmarks.analyze import project_copy
 
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="tb-scale-", dir=keep))
     try:
         project_copy(work, scale.components)

@@ -12,6 +12,7 @@ only the trades and bars those changes touch.
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -181,6 +182,8 @@ class Outcome:
     bars_rewritten: list[int]  # fct_bar_features rows each hour's build rewrote
     bars_changed: list[bool]  # bars_changed_since_last_build before each hour's build, and after
     bar_nodes: list[int]  # bar models and their data tests each build ran, the first included
+    tests_run: list[set[str]]  # the data tests each build ran, the first included
+    invariant_tests: set[str]  # the data tests tagged invariant
 
 
 def rewritten(settings: Settings, model: str) -> int:
@@ -204,6 +207,15 @@ BAR_MODELS = (
     "int_bar_",
     "fct_bar_features",
 )
+
+
+def invariant_tests(settings: Settings) -> set[str]:
+    manifest = json.loads((settings.dbt_target_dir / "manifest.json").read_text())
+    return {
+        node["name"]
+        for node in manifest["nodes"].values()
+        if node["resource_type"] == "test" and "invariant" in node["tags"]
+    }
 
 
 def bar_nodes(nodes: list[NodeResult]) -> int:
@@ -236,6 +248,7 @@ def outcome(
             rewritten_bars.append(rewritten(incr, "fct_bar_features") if ran else 0)
         changed.append(bars_changed(incr))
         recomputed = rewritten(incr, "fct_trades")
+        invariant = invariant_tests(incr)
         with fresh_settings(request.param, workdir / "full", project, pg_url) as full:
             if request.param == "duckdb":
                 full.duckdb_file.parent.mkdir(parents=True, exist_ok=True)
@@ -254,6 +267,8 @@ def outcome(
             rewritten_bars,
             changed,
             [bar_nodes(nodes) for nodes in built],
+            [{n.name for n in nodes if n.resource_type == "test"} for nodes in built],
+            invariant,
         )
 
 
@@ -297,3 +312,20 @@ def test_the_bar_models_and_tests_run_only_when_bars_changed(outcome: Outcome) -
     first, hour_a, hour_t, hour_b = outcome.bar_nodes
     assert hour_a > 10 and hour_a == hour_b and first > hour_a
     assert hour_t == 0
+
+
+def test_the_invariant_data_tests_run_in_full_builds_only(outcome: Outcome) -> None:
+    """The tests of what a model's SQL guarantees run in the first (full) build, not in the
+    hourly ones; the hourly builds still test the rows they wrote (the incremental models' keys,
+    the trades' key and bounds, the relationship to the components seed)."""
+    first, *hours = outcome.tests_run
+    assert len(outcome.invariant_tests) > 30
+    assert outcome.invariant_tests <= first
+    hourly = {
+        "unique_fct_trades_trade_id",
+        "relationships_int_trades_aggregated_to_daily_component_id__component_id__ref_components_",
+        "not_null_int_strategy_days_filled_daily_return",
+    }
+    for ran in hours:
+        assert not ran & outcome.invariant_tests
+        assert hourly <= ran
