@@ -238,6 +238,7 @@ def test_a_long_lived_process_parses_the_project_once_per_kind_of_build(world: S
     # Other project files: the build is a full one, and the cycle says so (it is the day's).
     assert edited.steps[0].details["full_refresh"] is True
     assert session.parses == 3
+    assert session.kept == 1  # the parses of the files before the edit are dropped
     assert _performance(world) == with_session
 
 
