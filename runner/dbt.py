@@ -7,7 +7,6 @@ A DbtSession keeps the parsed project between the invocations of a long-lived pr
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import json
 import os
@@ -87,9 +86,7 @@ class DbtSession:
         manifest: Any = parsed.result  # a parse returns the Manifest
         self._manifests = {k: v for k, v in self._manifests.items() if v[0] == fingerprint}
         self._manifests[key] = (fingerprint, manifest)
-        result = dbtRunner(manifest=manifest).invoke(args)
-        _freeze_heap()
-        return result
+        return dbtRunner(manifest=manifest).invoke(args)
 
     @staticmethod
     def _key(fingerprint: str, settings: Settings, common: list[str]) -> str:
@@ -97,17 +94,6 @@ class DbtSession:
         # values (the URL with its password) go into the digest, never into memory as text.
         parts = [fingerprint, *sorted(dbt_env(settings).items()), *common]
         return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()
-
-
-def _freeze_heap() -> None:
-    """Leave what the process holds after its first build with a new parse (the parse, dbt's
-    compiled macros and caches) out of Python's cyclic garbage collector: every full collection
-    of a later build traversed it all while holding dbt's threads (~0.15 s of a 3.5 s hour at 10M
-    trades, docs/benchmarks.md). Reference counting still frees what dies; the next new parse
-    unfreezes first, so a dropped parse can be collected."""
-    gc.unfreeze()
-    gc.collect()
-    gc.freeze()
 
 
 def dbt_env(settings: Settings) -> dict[str, str]:
