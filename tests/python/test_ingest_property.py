@@ -53,9 +53,11 @@ OFFSETS = (None, "Z", "z", "+00:00", "+01:00", "-05:00", "+05:30", "+0530", "-08
 
 
 @st.composite
-def instants(draw: st.DrawFn, lo: datetime = datetime(2000, 1, 1)) -> tuple[str, datetime]:
+def instants(
+    draw: st.DrawFn, lo: datetime = datetime(2000, 1, 1), hi: datetime = datetime(2025, 12, 31)
+) -> tuple[str, datetime]:
     """(ISO-8601 text in one of its accepted spellings, the naive UTC instant it names)."""
-    local = draw(st.datetimes(min_value=lo, max_value=datetime(2025, 12, 31)))
+    local = draw(st.datetimes(min_value=lo, max_value=hi))
     precision = draw(st.sampled_from(["day", "minute", "second", "second", "fraction"]))
     offset = draw(st.sampled_from(OFFSETS))
     sep = draw(st.sampled_from(["T", " "]))
@@ -112,7 +114,10 @@ class Case:
 @st.composite
 def trade_row(draw: st.DrawFn) -> tuple[Row, dict[str, Any]]:
     entry_text, entry = draw(instants())
-    exit_text, exit_ = draw(instants(lo=entry).filter(lambda p: p[1] >= entry))
+    # An entry written with a negative offset can be later in UTC than the latest local time;
+    # the exit's range extends past it.
+    latest = max(datetime(2025, 12, 31), entry + timedelta(days=1))
+    exit_text, exit_ = draw(instants(lo=entry, hi=latest).filter(lambda p: p[1] >= entry))
     quantity = draw(number(1e-6, 1e9))
     entry_price, exit_price = draw(number(0.01, 1e6)), draw(number(0.01, 1e6))
     fees = draw(st.sampled_from(["", "0", "1.25", " 3 "]))
