@@ -4,7 +4,7 @@ For each size it generates trades over 500 components (benchmarks/_generate.py),
 path in its own fresh process so peak memory (max RSS) is per path:
   duckdb    `runner ingest` of the Parquet file, then `dbt build` of every model and test; the
             "SQL" figure is the compiled SQL of the models mart_performance is built from
-            (staging -> daily aggregate -> fct_strategy_daily -> mart_performance) run again one
+            (staging -> daily aggregate -> recent daily series -> mart_performance) run again one
             after the other, which is the work pandas does; dbt's own per-model times are kept.
   pandas    the same metrics as one vectorised pandas computation (benchmarks/_reference.py).
   empyrical the same metrics with empyrical-reloaded called per component and window.
@@ -34,7 +34,7 @@ WINDOWS = [7, 14, 30]
 PERFORMANCE_PATH = (
     "stg_raw__trades",
     "int_trades_aggregated_to_daily",
-    "fct_strategy_daily",
+    "int_strategy_days_filled",
     "mart_performance",
 )
 

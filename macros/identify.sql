@@ -124,8 +124,12 @@
 {%- endmacro %}
 
 
-{#- First date the series' rolling windows read: the series start minus the longest window + 1. -#}
-{% macro identify_data_start_date(as_of_expr) -%}
+{#- First date of the recent daily series (int_strategy_days_filled and the models feeding it):
+    what the IDENTIFY series' rolling windows read (the series start minus the longest window
+    + 1) and mart_performance's longest window, whichever starts earlier. -#}
+{% macro recent_data_start_date(as_of_expr) -%}
     {%- set longest = tradebase._positive_int_list('identify_rolling_windows', [7, 30]) | max -%}
-    {{ tradebase.add_days(as_of_expr, 2 - tradebase.identify_days('identify_lookback_days', 60) - longest) }}
+    {%- set identify_offset = 2 - tradebase.identify_days('identify_lookback_days', 60) - longest -%}
+    {%- set performance_offset = 1 - (tradebase.max_performance_window() | int) -%}
+    {{ tradebase.add_days(as_of_expr, [identify_offset, performance_offset] | min) }}
 {%- endmacro %}

@@ -1,4 +1,4 @@
--- Labelled predictions per model and prediction date over the IDENTIFY data range: how many,
+-- Labelled predictions per model and prediction date over the recent data range: how many,
 -- and how many the model got right (metrics.md "Classifier metrics": accuracy = mean(label = y)).
 -- All versions of a model together: the rolling accuracy follows the model a component uses.
 with
@@ -28,7 +28,7 @@ labelled as (
     where
         predictions.actual_label is not null
         and predictions.prediction_date <= as_of.as_of_date
-        and predictions.prediction_date >= {{ tradebase.identify_data_start_date('as_of.as_of_date') }}
+        and predictions.prediction_date >= {{ tradebase.recent_data_start_date('as_of.as_of_date') }}
 
 ),
 

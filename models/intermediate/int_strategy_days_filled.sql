@@ -1,10 +1,11 @@
--- One row per component and calendar date of the IDENTIFY data range, (series start - longest
--- rolling window, as_of_date], from the component's first exit date on: P&L, equity and daily
--- return as fct_strategy_daily defines them (equity compounds from initial_capital; trades are
--- booked on their exit date), zero-return days after the last exit (as mart_performance), and
--- the day's wins and losses. Equity is rebuilt from the per-day P&L (the P&L before the range
--- summed once), so only the range's days are read. The rolling metrics, trends and periods all
--- read this one series.
+-- One row per component and calendar date of the recent data range (macros/identify.sql
+-- recent_data_start_date: what the IDENTIFY series' rolling windows and mart_performance's
+-- longest window read, to as_of_date), from the component's first exit date on: P&L, equity and
+-- daily return as fct_strategy_daily defines them (equity compounds from initial_capital; trades
+-- are booked on their exit date), zero-return days after the last exit (as mart_performance),
+-- and the day's wins and losses. Equity is rebuilt from the per-day P&L (the P&L before the range
+-- summed once), so only the range's days are read. The performance windows, rolling metrics,
+-- trends and periods all read this one series.
 with
 
 trades_by_day as (
@@ -13,9 +14,11 @@ trades_by_day as (
 
 ),
 
-trades_by_regime as (
+-- Imported twice on purpose: a CTE read twice is materialized whole, while each of these is
+-- read once (the bounds over every day, the outcomes over the range's days).
+recent_trades_by_day as (
 
-    select * from {{ ref('int_trades_aggregated_to_daily_by_regime') }}
+    select * from {{ ref('int_trades_aggregated_to_daily') }}
 
 ),
 
@@ -29,7 +32,7 @@ as_of as (
 
     select
         {{ tradebase.as_of_date() }} as as_of_date,
-        {{ tradebase.identify_data_start_date(tradebase.as_of_date()) }} as data_start_date
+        {{ tradebase.recent_data_start_date(tradebase.as_of_date()) }} as data_start_date
 
 ),
 
@@ -38,6 +41,7 @@ component_bounds as (
     select
         trades_by_day.component_id,
         min(trades_by_day.exit_date) as first_date,
+        max(trades_by_day.exit_date) as last_date,
         sum(case when trades_by_day.exit_date < as_of.data_start_date then trades_by_day.pnl else 0 end)
             as pnl_before_range
 
@@ -52,6 +56,7 @@ series_bounds as (
     select
         component_bounds.component_id,
         components.initial_capital + component_bounds.pnl_before_range as equity_at_range_start,
+        component_bounds.last_date,
         as_of.as_of_date,
         cast(
             coalesce(components.periods_per_year, {{ var('default_periods_per_year', 252) }})
@@ -75,6 +80,7 @@ spine as (
     select
         component_id,
         equity_at_range_start,
+        last_date,
         periods_per_year,
         {{ tradebase.date_series('series_start_date', 'as_of_date') }} as date_day
 
@@ -85,15 +91,18 @@ spine as (
 outcomes_by_day as (
 
     select
-        component_id,
-        exit_date,
-        sum(n_trades) as n_trades,
-        sum(n_wins) as n_wins,
-        sum(n_losses) as n_losses,
-        sum(pnl) as pnl
+        recent_trades_by_day.component_id,
+        recent_trades_by_day.exit_date,
+        recent_trades_by_day.n_trades,
+        recent_trades_by_day.n_wins,
+        recent_trades_by_day.n_losses,
+        recent_trades_by_day.pnl
 
-    from trades_by_regime
-    group by component_id, exit_date
+    from recent_trades_by_day
+    cross join as_of
+    where
+        recent_trades_by_day.exit_date >= as_of.data_start_date
+        and recent_trades_by_day.exit_date <= as_of.as_of_date
 
 ),
 
@@ -104,6 +113,7 @@ filled as (
         spine.date_day,
         spine.periods_per_year,
         spine.equity_at_range_start,
+        spine.date_day > spine.last_date as is_after_last_exit,
         coalesce(outcomes_by_day.n_trades, 0) as n_trades,
         coalesce(outcomes_by_day.n_wins, 0) as n_wins,
         coalesce(outcomes_by_day.n_losses, 0) as n_losses,
@@ -123,6 +133,7 @@ equity as (
         component_id,
         date_day,
         periods_per_year,
+        is_after_last_exit,
         n_trades,
         n_wins,
         n_losses,
@@ -152,7 +163,12 @@ final as (
         pnl,
         equity_start,
         equity_end,
-        pnl / nullif(equity_start, 0) as daily_return
+        -- After the last exit a day returns 0 (metrics.md), even where the equity it rests at
+        -- is 0.
+        case
+            when is_after_last_exit then 0.0
+            else pnl / nullif(equity_start, 0)
+        end as daily_return
 
     from equity
 

@@ -1,8 +1,9 @@
--- Closed trades rolled up per component and exit date: the number of trades, their net P&L and
--- the newest loaded_at among them. The one pass over the trades that the daily equity curve
--- needs, straight from staging so the performance path never waits for the wide fct_trades table.
--- Kept to two aggregates on purpose: at 10M trades each extra aggregate costs more than the rest
--- of the path.
+-- Closed trades rolled up per component and exit date: the number of trades, of winners and of
+-- losers, their net P&L and the newest loaded_at among them. The one pass over the trades that
+-- the daily equity curve and the recent daily series need, straight from staging so the
+-- performance path never waits for the wide fct_trades table or the regime join. Each aggregate
+-- over 10M trades costs a full build about as much as the rest of the path: these are the ones
+-- a downstream model reads.
 -- Incremental by (component, exit date), macros/incremental_trade_days.sql: a build recomputes,
 -- from all their trades, the days of the trades loaded or corrected since the last build and the
 -- days those trades were on before (a correction can move a trade to another day); a day left
@@ -100,6 +101,8 @@ daily as (
         component_id,
         exit_date,
         count(*) as n_trades,
+        count(case when net_pnl > 0 then 1 end) as n_wins,
+        count(case when net_pnl < 0 then 1 end) as n_losses,
         sum(net_pnl) as pnl,
         max(loaded_at) as loaded_at
 
@@ -118,6 +121,8 @@ final as (
             days_to_recompute.component_id,
             days_to_recompute.exit_date,
             coalesce(daily.n_trades, 0) as n_trades,
+            coalesce(daily.n_wins, 0) as n_wins,
+            coalesce(daily.n_losses, 0) as n_losses,
             daily.pnl,
             daily.loaded_at
 
@@ -131,6 +136,8 @@ final as (
             coalesce(daily.component_id, built_days.component_id) as component_id,
             coalesce(daily.exit_date, built_days.exit_date) as exit_date,
             coalesce(daily.n_trades, 0) as n_trades,
+            coalesce(daily.n_wins, 0) as n_wins,
+            coalesce(daily.n_losses, 0) as n_losses,
             daily.pnl,
             daily.loaded_at
 

@@ -1,6 +1,7 @@
 -- Closed trades per component, exit date and regime at entry ('unknown' when none), over the
--- dates the IDENTIFY series read: (series start - longest rolling window, as_of_date]. Wins and
--- losses for the rolling win rate, trade counts for the regime an underperforming period fell in.
+-- recent data range (macros/identify.sql recent_data_start_date, to as_of_date). Wins and losses
+-- for the rolling win rate, trade counts for the regime an underperforming period fell in, P&L
+-- for the recent equity series.
 -- Reads the enriched-trades view (not fct_trades, a mart) with the exit filter pushed into it.
 with
 
@@ -30,7 +31,7 @@ recent_trades as (
     where
         trades.exited_at < cast({{ tradebase.add_days('as_of.as_of_date', 1) }} as timestamp)
         and trades.exited_at
-        >= cast({{ tradebase.identify_data_start_date('as_of.as_of_date') }} as timestamp)
+        >= cast({{ tradebase.recent_data_start_date('as_of.as_of_date') }} as timestamp)
 
 ),
 

@@ -3,6 +3,12 @@
 -- component's initial capital: equity_end = initial_capital + cumulative pnl, equity_start =
 -- initial_capital + cumulative pnl before the day (the previous day's equity_end: the same
 -- running sum, so the two agree exactly), daily_return = pnl / equity_start (metrics.md).
+-- A view: a trade that arrives late for an old date moves the equity of every later day, so a
+-- table would be rewritten whole at every hourly build. Nothing in the project reads it (the
+-- marts read the recent days from int_strategy_days_filled); a BI tool reading it computes it
+-- from the incremental daily roll-up, and a filter on component_id reaches that roll-up.
+{{ config(materialized='view') }}
+
 with
 
 trades_by_day as (

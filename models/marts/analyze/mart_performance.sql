@@ -4,19 +4,14 @@
 -- window from the component's first trade exit date on; days after its last exit are zero-return
 -- days. Trade metrics use the trades that exited in the window, filtered from staging before any
 -- per-window work (no rescan per window). NULL wherever undefined.
+-- The daily series is int_strategy_days_filled: fct_strategy_daily's equity and returns over the
+-- recent days only (it covers the longest window), so an hourly build does not recompute the
+-- whole history's equity curve to read its last weeks.
 with
 
--- fct_strategy_daily is imported twice on purpose: a CTE read twice is materialized whole
--- (PostgreSQL and DuckDB), while each of these is read once and filtered or rolled up in place.
-daily as (
+days as (
 
-    select * from {{ ref('fct_strategy_daily') }}
-
-),
-
-daily_history as (
-
-    select * from {{ ref('fct_strategy_daily') }}
+    select * from {{ ref('int_strategy_days_filled') }}
 
 ),
 
@@ -44,18 +39,6 @@ windows as (
 
 ),
 
-component_bounds as (
-
-    select
-        component_id,
-        min(date_day) as first_date,
-        max(case when is_last_day then equity_end end) as final_equity
-
-    from daily_history
-    group by component_id
-
-),
-
 component_windows as (
 
     select
@@ -66,85 +49,33 @@ component_windows as (
             coalesce(components.periods_per_year, {{ var('default_periods_per_year', 252) }})
             as double precision
         ) as periods_per_year,
-        component_bounds.first_date,
-        component_bounds.final_equity,
         {{ tradebase.add_days('as_of.as_of_date', '1 - windows.window_days') }} as window_start_date
 
     from components
     cross join windows
     cross join as_of
-    left join component_bounds
-        on components.component_id = component_bounds.component_id
 
 ),
 
-series_bounds as (
-
-    select
-        component_id,
-        window_days,
-        as_of_date,
-        final_equity,
-        case
-            when first_date > window_start_date then first_date
-            else window_start_date
-        end as series_start_date
-
-    from component_windows
-    where first_date <= as_of_date
-
-),
-
-window_dates as (
-
-    select
-        component_id,
-        window_days,
-        as_of_date,
-        final_equity,
-        {{ tradebase.date_series('series_start_date', 'as_of_date') }} as date_day
-
-    from series_bounds
-
-),
-
-daily_recent as (
-
-    select
-        daily.component_id,
-        daily.date_day,
-        daily.equity_start,
-        daily.equity_end,
-        daily.daily_return
-
-    from daily
-    cross join as_of
-    where
-        daily.date_day <= as_of.as_of_date
-        and daily.date_day
-        > {{ tradebase.add_days('as_of.as_of_date', '-' ~ tradebase.max_performance_window()) }}
-
-),
-
+-- The series holds every date from the component's first exit date (or its own start, before
+-- the longest window) to as_of_date; after the last exit a day returns 0.
 window_days_filled as (
 
     select
-        window_dates.component_id,
-        window_dates.window_days,
-        window_dates.date_day,
-        window_dates.date_day = window_dates.as_of_date as is_last_day,
-        coalesce(daily_recent.equity_start, window_dates.final_equity) as equity_start,
-        coalesce(daily_recent.equity_end, window_dates.final_equity) as equity_end,
-        case
-            when daily_recent.component_id is null then 0.0
-            else daily_recent.daily_return
-        end as daily_return
+        days.component_id,
+        component_windows.window_days,
+        days.date_day,
+        days.date_day = component_windows.as_of_date as is_last_day,
+        days.equity_start,
+        days.equity_end,
+        days.daily_return
 
-    from window_dates
-    left join daily_recent
-        on
-            window_dates.component_id = daily_recent.component_id
-            and window_dates.date_day = daily_recent.date_day
+    from days
+    inner join component_windows
+        on days.component_id = component_windows.component_id
+    where
+        days.date_day >= component_windows.window_start_date
+        and days.date_day <= component_windows.as_of_date
 
 ),
 
