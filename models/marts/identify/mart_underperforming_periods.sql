@@ -2,8 +2,8 @@
 -- var identify_period_window_days, default 7) was at warning or worse (gaps and islands: the
 -- date minus the row number is constant along a run). Only days of the series count, so a run
 -- can start no earlier than the series start (starts_at_series_start). Per run: its length,
--- worst value, P&L of its days, the regime most of its trades entered in, and whether it is
--- still open on as_of_date.
+-- worst value, P&L of its days, the regime most of its trades entered in (fct_trades' regime at
+-- entry, 'unknown' when none), and whether it is still open on as_of_date.
 {%- set period_window = tradebase.identify_days('identify_period_window_days', 7) %}
 with
 
@@ -19,9 +19,9 @@ days as (
 
 ),
 
-trades_by_regime as (
+trades as (
 
-    select * from {{ ref('int_trades_aggregated_to_daily_by_regime') }}
+    select * from {{ ref('fct_trades') }}
 
 ),
 
@@ -30,6 +30,23 @@ as_of as (
     select
         {{ tradebase.as_of_date() }} as as_of_date,
         {{ tradebase.identify_series_start_date(tradebase.as_of_date()) }} as series_start_date
+
+),
+
+-- The trades of the series' days: only those can fall in a period.
+series_trades as (
+
+    select
+        trades.component_id,
+        trades.exit_date,
+        coalesce(trades.regime_at_entry, 'unknown') as regime
+
+    from trades
+    cross join as_of
+    -- On the timestamp, not its date: a plain comparison the scan can push down and prune.
+    where
+        trades.exited_at < cast({{ tradebase.add_days('as_of.as_of_date', 1) }} as timestamp)
+        and trades.exited_at >= cast(as_of.series_start_date as timestamp)
 
 ),
 
@@ -103,20 +120,20 @@ period_regimes as (
         islands.metric,
         islands.window_days,
         islands.island_key,
-        trades_by_regime.regime,
-        sum(trades_by_regime.n_trades) as n_trades
+        series_trades.regime,
+        count(*) as n_trades
 
     from islands
-    inner join trades_by_regime
+    inner join series_trades
         on
-            islands.component_id = trades_by_regime.component_id
-            and islands.date_day = trades_by_regime.exit_date
+            islands.component_id = series_trades.component_id
+            and islands.date_day = series_trades.exit_date
     group by
         islands.component_id,
         islands.metric,
         islands.window_days,
         islands.island_key,
-        trades_by_regime.regime
+        series_trades.regime
 
 ),
 
