@@ -79,18 +79,20 @@ in_series as (
 ),
 
 -- Wealth relative to the window's first day: W_t = equity_end_t / equity_start of that day, with
--- W_0 = 1 a peak (empyrical.max_drawdown, as mart_performance).
+-- W_0 = 1 a peak (empyrical.max_drawdown, as mart_performance). The peak at t is the highest
+-- equity from the window's start to t: since a day's equity_start is the previous day's
+-- equity_end, it is the running max of greatest(equity_start, equity_end) over the window's
+-- days, one window function.
 window_peaks as (
 
     select
         *,
-        first_value(equity_start) over (
-            partition by component_id, window_days, end_date order by date_day
-        ) as window_start_equity,
-        max(equity_end) over (
+        max(
+            case when equity_start > equity_end then equity_start else equity_end end
+        ) over (
             partition by component_id, window_days, end_date order by date_day
             rows between unbounded preceding and current row
-        ) as running_max_equity
+        ) as running_peak_equity
 
     from in_series
 
@@ -100,12 +102,7 @@ window_drawdowns as (
 
     select
         *,
-        equity_end / nullif(
-            case
-                when running_max_equity > window_start_equity then running_max_equity
-                else window_start_equity
-            end, 0
-        ) - 1 as drawdown
+        equity_end / nullif(running_peak_equity, 0) - 1 as drawdown
 
     from window_peaks
 
