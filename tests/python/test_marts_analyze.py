@@ -7,12 +7,14 @@ warehouse, and each test reads the marts it needs from that build.
 from __future__ import annotations
 
 import math
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import empyrical
 import numpy as np
 import pandas as pd
@@ -173,6 +175,7 @@ class Built:
     dialect: str
     dataset: Dataset
     frames: dict[str, pd.DataFrame]
+    duckdb_file: Path | None = None
 
     def __getitem__(self, name: str) -> pd.DataFrame:
         return self.frames[name]
@@ -194,7 +197,8 @@ def built(
         run_dbt(settings, "build", dbt_vars=DBT_VARS)
         with connect(settings) as wh:
             frames = {name: wh.fetch_df(f"select * from {name}") for name in RELATIONS}
-        yield Built(request.param, ds, frames)
+        duckdb_file = settings.duckdb_file if request.param == "duckdb" else None
+        yield Built(request.param, ds, frames, duckdb_file)
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -379,6 +383,24 @@ def test_equity_identity_and_unbroken_calendar(built: Built) -> None:
         check(g.equity_end.iloc[-1], capital[component] + g.pnl.sum(), f"{component} final")
     gaps = daily[daily.component_id == "gaps"]
     assert len(gaps) == 39 and (gaps.n_trades == 0).sum() == 39 - 6
+
+
+def test_the_equity_view_reads_in_a_copy_of_the_file_under_another_name(
+    built: Built, tmp_path: Path
+) -> None:
+    """fct_strategy_daily is a view: a backup of the DuckDB file, or the file attached under
+    another name by a BI tool, must still read it."""
+    if built.duckdb_file is None:
+        pytest.skip("a PostgreSQL view is bound to its tables when created")
+    copy = tmp_path / "backup.duckdb"
+    shutil.copy(built.duckdb_file, copy)
+    con = duckdb.connect()
+    try:
+        con.execute(f"attach '{copy}' as snapshot (read_only)")
+        (rows,) = con.execute("select count(*) from snapshot.main.fct_strategy_daily").fetchone()
+    finally:
+        con.close()
+    assert rows == len(built["fct_strategy_daily"]) > 0
 
 
 def test_daily_returns_are_the_constructed_ones(built: Built) -> None:

@@ -7,19 +7,21 @@
 -- table would be rewritten whole at every hourly build. Nothing in the project reads it (the
 -- marts read the recent days from int_strategy_days_filled); a BI tool reading it computes it
 -- from the incremental daily roll-up, and a filter on component_id reaches that roll-up.
+-- Its relations are named without the DuckDB catalog (the file's name): a copy of the file, or
+-- the file attached under another name (a BI tool, a backup), reads the view as well.
 {{ config(materialized='view') }}
 
 with
 
 trades_by_day as (
 
-    select * from {{ ref('int_trades_aggregated_to_daily') }}
+    select * from {{ ref('int_trades_aggregated_to_daily').include(database=false) }}
 
 ),
 
 components as (
 
-    select * from {{ ref('components') }}
+    select * from {{ ref('components').include(database=false) }}
 
 ),
 
