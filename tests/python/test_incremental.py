@@ -183,6 +183,7 @@ class Outcome:
     bars_changed: list[bool]  # bars_changed_since_last_build before each hour's build, and after
     bar_nodes: list[int]  # bar models and their data tests each build ran, the first included
     tests_run: list[set[str]]  # the data tests each build ran, the first included
+    models_run: list[set[str]]  # the models each build ran, the first included
     invariant_tests: set[str]  # the data tests tagged invariant
 
 
@@ -268,6 +269,7 @@ def outcome(
             changed,
             [bar_nodes(nodes) for nodes in built],
             [{n.name for n in nodes if n.resource_type == "test"} for nodes in built],
+            [{n.name for n in nodes if n.resource_type == "model"} for nodes in built],
             invariant,
         )
 
@@ -312,6 +314,18 @@ def test_the_bar_models_and_tests_run_only_when_bars_changed(outcome: Outcome) -
     first, hour_a, hour_t, hour_b = outcome.bar_nodes
     assert hour_a > 10 and hour_a == hour_b and first > hour_a
     assert hour_t == 0
+
+
+def test_the_models_built_from_the_seeds_alone_are_built_in_full_builds_only(
+    outcome: Outcome,
+) -> None:
+    """The thresholds resolved from the seeds are as the last full build left them (a changed
+    seed makes the next build a full one); the hourly builds still rebuild what reads them."""
+    first, *hours = outcome.models_run
+    assert "int_alert_thresholds_resolved" in first
+    for ran in hours:
+        assert "int_alert_thresholds_resolved" not in ran
+        assert {"mart_metric_alerts", "fct_rolling_metrics_daily"} <= ran
 
 
 def test_the_invariant_data_tests_run_in_full_builds_only(outcome: Outcome) -> None:
